@@ -10,6 +10,36 @@ const Arch = "amd64"
 // SourceDateEpoch is the fixed build time (Unix seconds) of the assets.
 const SourceDateEpoch = 1735689600
 
+// The kernel: bzImage, version 6.12.117.
+const (
+	// KernelSize is the decoded size of kernel.xz in bytes.
+	KernelSize = 4174848
+	// KernelSHA256 is the SHA-256 of the decoded kernel, in hex.
+	KernelSHA256 = "957c2bc69877bc21cb0e30d1b74a69bfee516a301d53a7e2c150921abefd1368"
+	// KernelXZSize is the size of kernel.xz as embedded.
+	KernelXZSize = 3607156
+	// KernelXZSHA256 is the SHA-256 of kernel.xz as embedded, in hex.
+	KernelXZSHA256 = "52f090bb9ba23792eb8e1667f7a9af05160a677f8086d7eb81a2a43618926762"
+	// KernelVersion is the kernel release (uname -r).
+	KernelVersion = "6.12.117"
+	// KernelFormat is the file format.
+	KernelFormat = "bzImage"
+	// KernelSource says what the kernel was built from.
+	KernelSource = "Debian linux-source-6.12 6.12.117-1~deb12u1 (tarball sha256 585a4a074597aefa2b1a68ada83a3184ba351c127544dea80618bbcceaa3961f)"
+	// KernelBuilder is the compiler or distribution that made it.
+	KernelBuilder = "gcc 12.2.0"
+	// KernelXZSettings are the xz(1) options kernel.xz was packed with (xz (XZ Utils) 5.4.1).
+	KernelXZSettings = "--format=xz --check=crc64 -T1 --lzma2=preset=9e,dict=4MiB"
+	// KernelConfigSHA256 is the SHA-256 of the kernel .config (kernel.config).
+	KernelConfigSHA256 = "048ca95504443d87f798ddffec87059dcd33715e526fd27e97f706de33dbf33a"
+)
+
+//go:embed kernel.xz
+var kernelXZ string
+
+// KernelXZ returns kernel.xz: the kernel, xz-packed.
+func KernelXZ() string { return kernelXZ }
+
 // The busybox: static ELF, version 1:1.35.0-4+deb12u1+b1.
 const (
 	// BusyboxSize is the decoded size of busybox.xz in bytes.

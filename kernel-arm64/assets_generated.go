@@ -10,6 +10,36 @@ const Arch = "arm64"
 // SourceDateEpoch is the fixed build time (Unix seconds) of the assets.
 const SourceDateEpoch = 1735689600
 
+// The kernel: Image, version 6.12.117.
+const (
+	// KernelSize is the decoded size of kernel.xz in bytes.
+	KernelSize = 7809032
+	// KernelSHA256 is the SHA-256 of the decoded kernel, in hex.
+	KernelSHA256 = "a654dcaffcb32e07d7793712612986bc3a5e4aa5d84399b22e846d0c80930776"
+	// KernelXZSize is the size of kernel.xz as embedded.
+	KernelXZSize = 2662360
+	// KernelXZSHA256 is the SHA-256 of kernel.xz as embedded, in hex.
+	KernelXZSHA256 = "6719bc573c9dd8b58600e43130ec516537e7c6e00a1ed94f95c0c2678a26b06d"
+	// KernelVersion is the kernel release (uname -r).
+	KernelVersion = "6.12.117"
+	// KernelFormat is the file format.
+	KernelFormat = "Image"
+	// KernelSource says what the kernel was built from.
+	KernelSource = "Debian linux-source-6.12 6.12.117-1~deb12u1 (tarball sha256 585a4a074597aefa2b1a68ada83a3184ba351c127544dea80618bbcceaa3961f)"
+	// KernelBuilder is the compiler or distribution that made it.
+	KernelBuilder = "aarch64-linux-gnu-gcc 12.2.0"
+	// KernelXZSettings are the xz(1) options kernel.xz was packed with (xz (XZ Utils) 5.4.1).
+	KernelXZSettings = "--format=xz --check=crc64 -T1 --lzma2=preset=9e,dict=8MiB"
+	// KernelConfigSHA256 is the SHA-256 of the kernel .config (kernel.config).
+	KernelConfigSHA256 = "78af135ea01e0f74be4983236beea27d8cffd46c43ff584a5dd125b47f06f16f"
+)
+
+//go:embed kernel.xz
+var kernelXZ string
+
+// KernelXZ returns kernel.xz: the kernel, xz-packed.
+func KernelXZ() string { return kernelXZ }
+
 // The busybox: static ELF, version 1:1.35.0-4+deb12u1+b1.
 const (
 	// BusyboxSize is the decoded size of busybox.xz in bytes.

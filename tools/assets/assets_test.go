@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The committed blobs, checked without building anything: each decodes,
+// matches its manifest, and is the right kind of file for its arch.
+func TestCommittedBlobs(t *testing.T) {
+	var p pins
+	b, err := os.ReadFile("../pins.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		t.Fatal(err)
+	}
+	for _, arch := range allArches {
+		dir := filepath.Join("..", "..", "kernel-"+arch)
+		m, err := readManifest(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Arch != arch {
+			t.Errorf("%s/manifest.json: arch %q", dir, m.Arch)
+		}
+		for _, name := range allAssets {
+			t.Run(arch+"/"+name, func(t *testing.T) {
+				a := m.asset(name)
+				if a == nil {
+					t.Fatalf("%s/manifest.json has no %s", dir, name)
+				}
+				data, err := decodeBlob(filepath.Join(dir, a.File), a)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := checkAsset(arch, name, data, p.Busybox.RequiredApplets); err != nil {
+					t.Fatal(err)
+				}
+				if name == "kernel" {
+					rel, _ := kernelRelease(arch, data)
+					if rel != a.Version || !strings.HasPrefix(rel, "6.12.") {
+						t.Errorf("kernel release %q, manifest says %q", rel, a.Version)
+					}
+					cfg, err := os.ReadFile(filepath.Join(dir, a.ConfigFile))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if sha256Hex(cfg) != a.ConfigSHA256 {
+						t.Errorf("%s does not match config_sha256", a.ConfigFile)
+					}
+					if !bytes.Contains(cfg, []byte("\n# CONFIG_MODULES is not set\n")) {
+						t.Errorf("%s: CONFIG_MODULES is set", a.ConfigFile)
+					}
+				}
+				if !strings.Contains(a.XZ.Settings, "--format=xz") || strings.Contains(a.XZ.Settings, "--x86") {
+					t.Errorf("xz settings %q: want plain LZMA2 in the xz format", a.XZ.Settings)
+				}
+			})
+		}
+	}
+}
+
+// The checks themselves must reject what they are there to reject.
+func TestChecksReject(t *testing.T) {
+	bz := make([]byte, 0x400)
+	copy(bz[0x202:], "HdrS")
+	binary.LittleEndian.PutUint16(bz[0x20e:], 0x100)
+	copy(bz[0x300:], "6.1.0 (x@y) #1\x00")
+	if _, err := kernelRelease("amd64", bz); err == nil || !strings.Contains(err.Error(), "want 6.12") {
+		t.Errorf("6.1 bzImage accepted: %v", err)
+	}
+	copy(bz[0x300:], "6.12.117 (x@y) #1\x00")
+	if rel, err := kernelRelease("amd64", bz); err != nil || rel != "6.12.117" {
+		t.Errorf("6.12 bzImage: %q, %v", rel, err)
+	}
+	if _, err := kernelRelease("arm64", bz); err == nil {
+		t.Error("bzImage accepted as arm64 Image")
+	}
+	if err := checkStaticELF("amd64", []byte("#!/bin/sh\n")); err == nil {
+		t.Error("shell script accepted as ELF")
+	}
+	self, err := os.ReadFile("/bin/true")
+	if err == nil {
+		if err := checkStaticELF("amd64", self); err == nil {
+			t.Error("dynamically linked /bin/true accepted as static")
+		}
+	}
+	if m := missingApplets([]byte("\x00sh\x00mount\x00"), []string{"sh", "switch_root"}); len(m) != 1 || m[0] != "switch_root" {
+		t.Errorf("missingApplets = %q", m)
+	}
+}
+
+func TestMissingOptions(t *testing.T) {
+	frag := "# comment\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"x\"\n# CONFIG_D is not set\n"
+	cfg := "\nCONFIG_A=y\nCONFIG_B=y\n# CONFIG_C is not set\n"
+	got := missingOptions(frag, cfg)
+	want := []string{"# CONFIG_B is not set", `CONFIG_C="x"`}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("missingOptions = %q, want %q", got, want)
+	}
+}
+
+func TestPick(t *testing.T) {
+	got, err := pick("asset", " agent,kernel ", allAssets)
+	if err != nil || strings.Join(got, ",") != "kernel,agent" {
+		t.Errorf("pick = %q, %v", got, err)
+	}
+	if _, err := pick("arch", "amd64,riscv64", allArches); err == nil || !strings.Contains(err.Error(), "riscv64") {
+		t.Errorf("unknown arch accepted: %v", err)
+	}
+}
+
+func TestXZSettingsCoverFile(t *testing.T) {
+	for size, want := range map[int64]string{1000: "dict=1MiB", 5 << 20: "dict=8MiB", 8 << 20: "dict=8MiB", 8<<20 + 1: "dict=16MiB"} {
+		if s := xzSettings(size); !strings.Contains(s, want) || !strings.Contains(s, "-T1") {
+			t.Errorf("xzSettings(%d) = %q, want %s", size, s, want)
+		}
+	}
+}
