@@ -1,0 +1,295 @@
+// Package qemu starts a guest of the bundled kernel under QEMU: microvm
+// on x86-64, virt on arm64, with virtio-mmio disks, an optional virtio-net
+// device, and a virtio-serial port for the agent backed by a Unix socket.
+//
+// It uses KVM when /dev/kvm is usable for the guest's arch, and QEMU's
+// software emulation (TCG) otherwise.
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// AgentPortName is the virtio-serial port name the agent looks for by
+// default (its -serial-port flag).
+const AgentPortName = "supermachine.agent"
+
+// Disk is a virtio-blk disk; the first is /dev/vda, the next /dev/vdb.
+type Disk struct {
+	Path     string
+	ReadOnly bool
+	Format   string // raw (default) or qcow2
+}
+
+// Config describes a guest.
+type Config struct {
+	Arch      string // amd64 or arm64; default runtime.GOARCH
+	Kernel    string // kernel image path
+	Initrd    string // initramfs path
+	Cmdline   string // kernel command line; see CommandLine
+	MemoryMiB int    // default 256
+	CPUs      int    // default 1
+	Disks     []Disk
+	// AgentSocket, if set, is the path of a Unix socket QEMU listens on,
+	// connected to the guest's virtio-serial port named AgentPortName.
+	AgentSocket string
+	// Net adds a virtio-net device with QEMU user networking.
+	Net bool
+	// Console receives everything the guest prints on its serial console.
+	Console io.Writer
+	// KVM: "auto" (default), "on" or "off".
+	KVM string
+	// ExtraArgs are appended to the QEMU command line.
+	ExtraArgs []string
+}
+
+// ErrNoQEMU is returned (wrapped) when the QEMU binary for the arch is not
+// installed.
+var ErrNoQEMU = errors.New("QEMU is not installed")
+
+// Binary returns the QEMU system emulator for arch and the Debian package
+// that provides it.
+func Binary(arch string) (bin, pkg string, err error) {
+	switch arch {
+	case "amd64":
+		return "qemu-system-x86_64", "qemu-system-x86", nil
+	case "arm64":
+		return "qemu-system-aarch64", "qemu-system-arm", nil
+	}
+	return "", "", fmt.Errorf("qemu: unsupported arch %q (amd64, arm64)", arch)
+}
+
+// KVMUsable says whether the guest arch can run under KVM here.
+func KVMUsable(arch string) bool {
+	if arch != runtime.GOARCH {
+		return false
+	}
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}
+
+// TSCKHz is the host's TSC frequency in kHz, read from /proc/cpuinfo, or 0.
+// An x86 guest under software emulation needs it as tsc_early_khz=, or its
+// clock runs wrong (the TSC it sees is the host's).
+func TSCKHz() int {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if ok && strings.TrimSpace(k) == "cpu MHz" {
+			mhz, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return int(mhz * 1000)
+			}
+		}
+	}
+	return 0
+}
+
+// CommandLine is the kernel command line for a guest of arch: console on
+// the first UART, panic and reboot end the guest (run QEMU with
+// -no-reboot), and on x86-64 without KVM the TSC frequency. The VMM adds
+// the virtio_mmio.device= entries (QEMU microvm does with acpi=off; on
+// arm64 the devices are in the device tree). extra is appended.
+func CommandLine(arch string, kvm bool, extra ...string) string {
+	var p []string
+	switch arch {
+	case "amd64":
+		p = append(p, "console=ttyS0", "reboot=t")
+		if !kvm {
+			if khz := TSCKHz(); khz > 0 {
+				p = append(p, fmt.Sprintf("tsc_early_khz=%d", khz))
+			}
+		}
+	case "arm64":
+		p = append(p, "console=ttyAMA0")
+	}
+	p = append(p, "panic=-1", "quiet")
+	return strings.Join(append(p, extra...), " ")
+}
+
+// Args returns the QEMU binary and arguments for c.
+func (c Config) Args() (string, []string, error) {
+	arch := c.Arch
+	if arch == "" {
+		arch = runtime.GOARCH
+	}
+	bin, _, err := Binary(arch)
+	if err != nil {
+		return "", nil, err
+	}
+	kvm := c.KVM == "on" || ((c.KVM == "" || c.KVM == "auto") && KVMUsable(arch))
+	mem, cpus := c.MemoryMiB, c.CPUs
+	if mem == 0 {
+		mem = 256
+	}
+	if cpus == 0 {
+		cpus = 1
+	}
+	var a []string
+	switch arch {
+	case "amd64":
+		// microvm without ACPI: QEMU appends virtio_mmio.device= entries
+		// to the command line; no PCI, no firmware tables to parse.
+		a = append(a, "-M", "microvm,acpi=off")
+	case "arm64":
+		a = append(a, "-M", "virt")
+	}
+	if kvm {
+		a = append(a, "-accel", "kvm", "-cpu", "host")
+	} else {
+		a = append(a, "-accel", "tcg", "-cpu", "max")
+	}
+	a = append(a,
+		"-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
+		"-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
+		"-no-reboot", "-serial", "stdio",
+		"-kernel", c.Kernel, "-append", c.Cmdline)
+	if c.Initrd != "" {
+		a = append(a, "-initrd", c.Initrd)
+	}
+	for i, d := range c.Disks {
+		f := d.Format
+		if f == "" {
+			f = "raw"
+		}
+		drive := fmt.Sprintf("id=disk%d,file=%s,format=%s,if=none", i, d.Path, f)
+		if d.ReadOnly {
+			drive += ",readonly=on"
+		}
+		a = append(a, "-drive", drive, "-device", fmt.Sprintf("virtio-blk-device,drive=disk%d", i))
+	}
+	if c.AgentSocket != "" {
+		a = append(a,
+			"-device", "virtio-serial-device",
+			"-chardev", "socket,id=agent,path="+c.AgentSocket+",server=on,wait=off",
+			"-device", "virtserialport,chardev=agent,name="+AgentPortName)
+	}
+	if c.Net {
+		a = append(a, "-netdev", "user,id=net0", "-device", "virtio-net-device,netdev=net0")
+	}
+	return bin, append(a, c.ExtraArgs...), nil
+}
+
+// VM is a running guest.
+type VM struct {
+	cmd     *exec.Cmd
+	done    chan struct{}
+	err     error
+	console *syncBuffer
+	started time.Time
+}
+
+// Start starts QEMU. The guest runs until it powers off or reboots, or ctx
+// ends (then QEMU is killed).
+func Start(ctx context.Context, c Config) (*VM, error) {
+	bin, args, err := c.Args()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := exec.LookPath(bin); err != nil {
+		_, pkg, _ := Binary(c.Arch)
+		return nil, fmt.Errorf("%w: %s not found; install the Debian package %s (apt-get install %s)", ErrNoQEMU, bin, pkg, pkg)
+	}
+	if c.AgentSocket != "" {
+		os.Remove(c.AgentSocket)
+		if err := os.MkdirAll(filepath.Dir(c.AgentSocket), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	vm := &VM{done: make(chan struct{}), console: &syncBuffer{}}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var out io.Writer = vm.console
+	if c.Console != nil {
+		out = io.MultiWriter(vm.console, c.Console)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	vm.cmd = cmd
+	vm.started = time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("qemu: %w", err)
+	}
+	go func() {
+		vm.err = cmd.Wait()
+		close(vm.done)
+	}()
+	if c.AgentSocket != "" {
+		// QEMU creates the socket while it starts; wait for it.
+		for {
+			if _, err := os.Stat(c.AgentSocket); err == nil {
+				break
+			}
+			select {
+			case <-vm.done:
+				return nil, fmt.Errorf("qemu exited while starting: %v\n%s", vm.err, vm.Console())
+			case <-ctx.Done():
+				vm.Kill()
+				return nil, ctx.Err()
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	return vm, nil
+}
+
+// Started is when QEMU was started.
+func (vm *VM) Started() time.Time { return vm.started }
+
+// Console returns everything the guest printed so far.
+func (vm *VM) Console() string { return vm.console.String() }
+
+// Done is closed when QEMU has exited.
+func (vm *VM) Done() <-chan struct{} { return vm.done }
+
+// Wait waits for QEMU to exit, or ctx to end.
+func (vm *VM) Wait(ctx context.Context) error {
+	select {
+	case <-vm.done:
+		return vm.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Kill stops QEMU at once and waits for it.
+func (vm *VM) Kill() {
+	if vm.cmd.Process != nil {
+		vm.cmd.Process.Kill()
+	}
+	<-vm.done
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
