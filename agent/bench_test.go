@@ -1,0 +1,210 @@
+//go:build linux
+
+package agent_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// BenchmarkExecTrue measures the round trip of running `true` over a Unix
+// socket: open a stream, start the process, wait for its exit. It reports
+// the median as p50-ns.
+func BenchmarkExecTrue(b *testing.B) {
+	c := newClient(b)
+	ctx := context.Background()
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		if err := c.Command(ctx, "true").Run(); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+}
+
+// BenchmarkPing measures a bare request/response round trip.
+func BenchmarkPing(b *testing.B) {
+	c := newClient(b)
+	ctx := context.Background()
+	for b.Loop() {
+		if err := c.Ping(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+type countWriter struct{ n int64 }
+
+func (w *countWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }
+
+// BenchmarkStdoutThroughput streams 256 MiB of a command's stdout
+// (head -c 256M /dev/zero) to the client per op.
+func BenchmarkStdoutThroughput(b *testing.B) {
+	const size = 256 << 20
+	c := newClient(b)
+	ctx := context.Background()
+	b.SetBytes(size)
+	for b.Loop() {
+		var w countWriter
+		cmd := c.Command(ctx, "head", "-c", strconv.Itoa(size), "/dev/zero")
+		cmd.Stdout = &w
+		if err := cmd.Run(); err != nil {
+			b.Fatal(err)
+		}
+		if w.n != size {
+			b.Fatalf("got %d bytes", w.n)
+		}
+	}
+}
+
+// BenchmarkReadFileThroughput streams a 256 MiB file from the agent.
+func BenchmarkReadFileThroughput(b *testing.B) {
+	const size = 256 << 20
+	path := filepath.Join(b.TempDir(), "f")
+	f, _ := os.Create(path)
+	f.Truncate(size)
+	f.Close()
+	c := newClient(b)
+	ctx := context.Background()
+	b.SetBytes(size)
+	for b.Loop() {
+		r, err := c.OpenFile(ctx, path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, r)
+		r.Close()
+		if err != nil || n != size {
+			b.Fatalf("%d %v", n, err)
+		}
+	}
+}
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// buildAgent builds the agent binary exactly as the asset pipeline does,
+// for goarch, into a shared temporary directory.
+func buildAgent(b *testing.B, goarch string) string {
+	b.Helper()
+	buildOnce.Do(func() { buildDir, buildErr = os.MkdirTemp("", "agent-bench") })
+	if buildErr != nil {
+		b.Fatal(buildErr)
+	}
+	out := filepath.Join(buildDir, "supermachine-agent-"+goarch)
+	if _, err := os.Stat(out); err == nil {
+		return out
+	}
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", out, "./cmd/supermachine-agent")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, msg)
+	}
+	return out
+}
+
+// vmRSS returns the VmRSS of pid in MiB.
+func vmRSS(b *testing.B, pid int) float64 {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return float64(kb) / 1024
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}
+
+// BenchmarkAgentIdleRSS starts the real agent binary with -listen-unix,
+// connects a client, waits and reports the agent's VmRSS (idle-RSS-MiB).
+// It then runs pings (the timed loop) and 100 execs and reports the RSS
+// after another pause (after-load-RSS-MiB).
+func BenchmarkAgentIdleRSS(b *testing.B) {
+	bin := buildAgent(b, runtime.GOARCH)
+	sock := filepath.Join(b.TempDir(), "agent.sock")
+	cmd := exec.Command(bin, "-listen-unix", sock, "-vsock-port", "0", "-serial-port", "")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "ready") {
+			break
+		}
+	}
+	go io.Copy(io.Discard, stderr)
+	c := dial(b, sock)
+	ctx := context.Background()
+	if err := c.Ping(ctx); err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	idle := vmRSS(b, cmd.Process.Pid)
+	for b.Loop() {
+		if err := c.Ping(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for range 100 {
+		if out, err := c.Command(ctx, "echo", "hi").Output(); err != nil {
+			b.Fatal(out, err)
+		}
+	}
+	time.Sleep(2 * time.Second)
+	b.ReportMetric(idle, "idle-RSS-MiB")
+	b.ReportMetric(vmRSS(b, cmd.Process.Pid), "after-load-RSS-MiB")
+}
+
+// BenchmarkBinarySize builds the stripped agent for amd64 and arm64 with
+// the pipeline's flags and reports its size and its `xz -9e` size.
+func BenchmarkBinarySize(b *testing.B) {
+	if _, err := exec.LookPath("xz"); err != nil {
+		b.Skip("xz not installed")
+	}
+	var sizes []float64
+	for _, arch := range []string{"amd64", "arm64"} {
+		bin := buildAgent(b, arch)
+		fi, err := os.Stat(bin)
+		if err != nil {
+			b.Fatal(err)
+		}
+		xzOut, err := exec.Command("xz", "-9e", "-c", bin).Output()
+		if err != nil {
+			b.Fatal(err)
+		}
+		sizes = append(sizes, float64(fi.Size())/(1<<20), float64(len(xzOut))/(1<<20))
+	}
+	for b.Loop() {
+	}
+	for i, arch := range []string{"amd64", "arm64"} {
+		b.ReportMetric(sizes[2*i], arch+"-MiB")
+		b.ReportMetric(sizes[2*i+1], arch+"-xz-MiB")
+	}
+}

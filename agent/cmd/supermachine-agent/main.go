@@ -1,0 +1,176 @@
+//go:build linux
+
+// Command supermachine-agent is the supermachine guest agent. It runs as
+// PID 1 inside the guest's container after the initramfs init has done
+// switch_root, and serves exec, file and control RPCs to the host over
+// AF_VSOCK and a virtio-serial port. See agent/README.md for its
+// configuration and agent/PROTOCOL.md for the protocol.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/supermachine-go/supermachine-kernel/agent"
+	"github.com/supermachine-go/supermachine-kernel/agent/pid1"
+	"github.com/supermachine-go/supermachine-kernel/agent/server"
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	if os.Getenv("GOGC") == "" {
+		// The agent's live heap is tiny; collecting at 50% growth instead
+		// of 100% keeps its RSS after bursts of calls small (guest RAM is
+		// the user's), at a negligible CPU cost.
+		debug.SetGCPercent(50)
+	}
+	isInit := os.Getpid() == 1
+	logger := log.New(os.Stderr, "supermachine-agent: ", 0)
+	if isInit {
+		// As init, our stderr may be missing or not the console.
+		if _, err := unix.FcntlInt(2, unix.F_GETFD, 0); err != nil {
+			logger.SetOutput(io.Discard)
+		}
+		os.Setenv("PATH", server.DefaultPath)
+		if err := run(logger, true); err != nil {
+			pid1.Fatal(logger.Writer(), err)
+		}
+		select {} // unreachable: run does not return nil as PID 1
+	}
+	if err := run(logger, false); err != nil {
+		if errors.Is(err, errUsage) {
+			os.Exit(2)
+		}
+		logger.Printf("%v", err)
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+func run(logger *log.Logger, isInit bool) error {
+	var reaper *pid1.Reaper
+	if isInit {
+		// Start reaping before anything else can create orphans.
+		reaper = pid1.NewReaper()
+		if err := pid1.MountAll(); err != nil {
+			logger.Printf("mounts: %v", err)
+		}
+		if c, err := os.OpenFile("/dev/console", os.O_WRONLY|unix.O_NOCTTY, 0); err == nil {
+			if _, err := unix.FcntlInt(2, unix.F_GETFD, 0); err != nil {
+				logger.SetOutput(c)
+			}
+		}
+		// A Go program exits on SIGTERM, SIGINT, SIGHUP by default; init
+		// must not.
+		sigs := make(chan os.Signal, 8)
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
+			syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGPWR)
+		go func() {
+			for s := range sigs {
+				logger.Printf("ignoring %s (PID 1)", unix.SignalName(s.(syscall.Signal)))
+			}
+		}()
+	}
+	cmdline := ""
+	if isInit {
+		b, err := os.ReadFile("/proc/cmdline")
+		if err != nil {
+			logger.Printf("reading kernel command line: %v", err)
+		}
+		cmdline = strings.TrimSpace(string(b))
+	}
+	cfg, warnings, err := parseConfig(os.Args[1:], cmdline, os.Stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errUsage
+		}
+		if !isInit {
+			return err
+		}
+		// Bad flags must not kill the guest: serve with the defaults.
+		logger.Printf("flags: %v (using defaults)", err)
+		cfg, warnings, _ = parseConfig(nil, cmdline, io.Discard)
+	}
+	for _, w := range warnings {
+		logger.Printf("%s", w)
+	}
+	if isInit {
+		if err := pid1.LoopbackUp(); err != nil {
+			logger.Printf("bringing up lo: %v", err)
+		}
+	}
+
+	scfg := server.Config{Version: agent.Version, Logf: logger.Printf}
+	if cfg.debug {
+		scfg.Debugf = logger.Printf
+	}
+	if reaper != nil {
+		scfg.Starter = reaper
+	}
+	srv := server.New(scfg)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	var served []string
+	serve := func(what string, f func() error) {
+		served = append(served, what)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- fmt.Errorf("%s: %w", what, f())
+		}()
+	}
+	if cfg.vsockPort != 0 {
+		l, err := server.ListenVsock(uint32(cfg.vsockPort), cfg.allowAnyCID, logger.Printf)
+		if err != nil {
+			logger.Printf("vsock port %d: %v (not serving vsock)", cfg.vsockPort, err)
+		} else {
+			serve(fmt.Sprintf("vsock port %d", cfg.vsockPort), func() error { return srv.Serve(l) })
+		}
+	}
+	if cfg.serialPort != "" {
+		dev, err := server.FindSerialPort(cfg.serialPort)
+		var port io.ReadWriteCloser
+		if err == nil {
+			port, err = server.OpenSerialPort(dev)
+		}
+		if err != nil {
+			logger.Printf("serial %s: %v (not serving it)", cfg.serialPort, err)
+		} else {
+			serve(fmt.Sprintf("serial %s", cfg.serialPort), func() error { return srv.ServeStream(context.Background(), port) })
+		}
+	}
+	if cfg.listenUnix != "" {
+		os.Remove(cfg.listenUnix)
+		l, err := net.Listen("unix", cfg.listenUnix)
+		if err != nil {
+			return err
+		}
+		serve("unix "+cfg.listenUnix, func() error { return srv.Serve(l) })
+	}
+	if len(served) == 0 {
+		return errors.New("no transport to serve: no vsock listener, no serial port, no -listen-unix")
+	}
+	up := server.Uptime()
+	// Boot tests grep for this line.
+	fmt.Fprintf(logger.Writer(), "supermachine-agent %s ready (%s) uptime=%.3fs\n", agent.Version, strings.Join(served, ", "), up.Seconds())
+	// Serve until every transport failed. As PID 1 that is fatal.
+	for range served {
+		err := <-errs
+		logger.Printf("%v", err)
+	}
+	wg.Wait()
+	return errors.New("every transport failed")
+}

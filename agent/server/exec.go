@@ -1,0 +1,513 @@
+//go:build linux
+
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/creack/pty"
+	"github.com/hashicorp/yamux"
+	"github.com/supermachine-go/supermachine-kernel/agent/protocol"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultPath is the PATH of the default exec environment.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// outputChunk is the largest stdout/stderr or data frame payload the
+// server sends.
+const outputChunk = 256 << 10
+
+// bufPool holds buffers of a frame header plus outputChunk bytes, shared by
+// output pumps and file transfers: a short exec then costs no large
+// allocation, which keeps the agent's heap (and RSS) small.
+var bufPool = sync.Pool{New: func() any {
+	b := make([]byte, protocol.HeaderSize+outputChunk)
+	return &b
+}}
+
+func getBuf() *[]byte  { return bufPool.Get().(*[]byte) }
+func putBuf(b *[]byte) { bufPool.Put(b) }
+
+// frameWriter serializes frame writes of several goroutines on one stream.
+type frameWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (fw *frameWriter) write(t protocol.FrameType, p []byte) error {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	return protocol.WriteFrame(fw.w, t, p)
+}
+
+// writeRaw writes a buffer that already holds a frame header.
+func (fw *frameWriter) writeRaw(b []byte) error {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	_, err := fw.w.Write(b)
+	return err
+}
+
+// execError is an exec failure before the process started.
+func execError(err error, op, path string) *protocol.Error {
+	e := protocol.ErrorFrom(err, op, path)
+	if e.Op == "" {
+		e.Op = op
+	}
+	return e
+}
+
+// exec serves one exec request on st.
+func (s *Server) exec(ctx context.Context, st *yamux.Stream, req *protocol.ExecRequest) {
+	fw := &frameWriter{w: st}
+	name := req.Path
+	if name == "" {
+		name = req.Args[0]
+	}
+	var u *execUser
+	var err error
+	if req.User != "" || os.Geteuid() == 0 {
+		if u, err = lookupUser(s.cfg.Root, req.User); err != nil {
+			sendError(st, execError(err, "user", req.User))
+			return
+		}
+	}
+	home := "/"
+	if u != nil {
+		home = u.home
+	} else if h, err := os.UserHomeDir(); err == nil {
+		home = h
+	}
+	defEnv := []string{"PATH=" + DefaultPath, "HOME=" + home}
+	if req.TTY {
+		defEnv = append(defEnv, "TERM=xterm")
+	}
+	env := mergeEnv(defEnv, req.Env)
+	dir := req.Dir
+	if dir == "" {
+		dir = "/"
+		if fi, err := os.Stat(home); err == nil && fi.IsDir() && req.User != "" {
+			dir = home
+		}
+	}
+	if fi, err := os.Stat(dir); err != nil {
+		sendError(st, execError(err, "chdir", dir))
+		return
+	} else if !fi.IsDir() {
+		sendError(st, &protocol.Error{Code: protocol.CodeNotDir, Op: "chdir", Path: dir, Message: "not a directory"})
+		return
+	}
+	path, err := lookPath(name, envValue(env, "PATH"), dir)
+	if err != nil {
+		sendError(st, execError(err, "exec", name))
+		return
+	}
+
+	sys := &syscall.SysProcAttr{Setsid: true}
+	if u != nil && (req.User != "" || os.Geteuid() == 0) {
+		sys.Credential = &syscall.Credential{Uid: u.uid, Gid: u.gid, Groups: u.groups}
+		if req.User == "" {
+			sys.Credential = nil // run as the agent itself
+		}
+	}
+
+	// Set up stdio. parent ends are read/written here, child ends are
+	// handed to the process and closed after the fork.
+	var (
+		childFiles []*os.File
+		closeAfter []*os.File
+		stdinW     io.WriteCloser // nil if stdin is not attached
+		outputs    []*os.File     // read ends, in frame order: stdout, stderr
+		outTypes   []protocol.FrameType
+		ptmx       *os.File
+	)
+	cleanup := func() {
+		for _, f := range closeAfter {
+			f.Close()
+		}
+	}
+	devNull := func() (*os.File, error) {
+		f, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+		if err == nil {
+			closeAfter = append(closeAfter, f)
+		}
+		return f, err
+	}
+	if req.TTY {
+		master, slave, err := pty.Open()
+		if err != nil {
+			sendError(st, execError(err, "openpty", ""))
+			return
+		}
+		rows, cols := req.Rows, req.Cols
+		if rows == 0 || cols == 0 {
+			rows, cols = 24, 80
+		}
+		pty.Setsize(master, &pty.Winsize{Rows: rows, Cols: cols})
+		ptmx = master
+		closeAfter = append(closeAfter, slave)
+		childFiles = []*os.File{slave, slave, slave}
+		sys.Setctty = true
+		sys.Ctty = 0
+		if req.Stdin {
+			stdinW = master
+		}
+		outputs = append(outputs, master)
+		outTypes = append(outTypes, protocol.FrameStdout)
+	} else {
+		childFiles = make([]*os.File, 3)
+		if req.Stdin {
+			r, w, err := os.Pipe()
+			if err != nil {
+				sendError(st, execError(err, "pipe", ""))
+				return
+			}
+			closeAfter = append(closeAfter, r)
+			childFiles[0], stdinW = r, w
+		}
+		for i, attach := range []bool{req.Stdout, req.Stderr} {
+			if !attach {
+				continue
+			}
+			r, w, err := os.Pipe()
+			if err != nil {
+				cleanup()
+				sendError(st, execError(err, "pipe", ""))
+				return
+			}
+			// A bigger pipe means fewer, larger frames for bulk output.
+			unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 1<<20)
+			closeAfter = append(closeAfter, w)
+			childFiles[i+1] = w
+			outputs = append(outputs, r)
+			outTypes = append(outTypes, []protocol.FrameType{protocol.FrameStdout, protocol.FrameStderr}[i])
+		}
+		for i, f := range childFiles {
+			if f == nil {
+				if childFiles[i], err = devNull(); err != nil {
+					cleanup()
+					sendError(st, execError(err, "open", os.DevNull))
+					return
+				}
+			}
+		}
+	}
+	fds := make([]uintptr, len(childFiles))
+	for i, f := range childFiles {
+		fds[i] = f.Fd()
+	}
+	attr := &syscall.ProcAttr{Dir: dir, Env: env, Files: fds, Sys: sys}
+	start := time.Now()
+	pid, wait, err := s.cfg.Starter.StartProcess(path, req.Args, attr)
+	cleanup()
+	if err != nil {
+		if stdinW != nil && ptmx == nil {
+			stdinW.Close()
+		}
+		for _, f := range outputs {
+			f.Close()
+		}
+		sendError(st, execError(err, "exec", path))
+		return
+	}
+	s.debugf("exec %q: pid %d", req.Args, pid)
+	if err := sendResponse(st, protocol.ExecStarted{Pid: pid}); err != nil {
+		// The client is gone already.
+		syscall.Kill(-pid, syscall.SIGKILL)
+	}
+
+	p := &proc{pid: pid}
+
+	// Forward output.
+	var outWG sync.WaitGroup
+	for i, f := range outputs {
+		outWG.Add(1)
+		go func() {
+			defer outWG.Done()
+			pumpOutput(f, outTypes[i], fw)
+		}()
+	}
+
+	// Read client frames: stdin, EOF, resize, signals. Stdin data goes
+	// through a queue so that a process not reading its stdin does not
+	// hold up signals and resizes.
+	stdinQ := make(chan []byte, 64)
+	if stdinW != nil {
+		go func() {
+			for b := range stdinQ {
+				if b == nil {
+					if ptmx != nil {
+						// EOF on a terminal is ^D at the start of a line.
+						ptmx.Write([]byte{4})
+						continue
+					}
+					stdinW.Close()
+					continue
+				}
+				if _, err := stdinW.Write(b); err != nil && ptmx == nil {
+					// The process closed its stdin; drop the rest.
+					stdinW.Close()
+				}
+			}
+			if ptmx == nil {
+				stdinW.Close()
+			}
+		}()
+	}
+	clientGone := make(chan struct{})
+	var protoErr error // a protocol violation by the client, reported instead of the exit
+	go func() {
+		defer close(clientGone)
+		defer close(stdinQ)
+		for {
+			t, b, err := protocol.ReadFrame(st, nil)
+			if err != nil {
+				if errors.Is(err, protocol.ErrMalformed) || errors.Is(err, protocol.ErrFrameTooLarge) || errors.Is(err, protocol.ErrUnknownFrame) {
+					s.logf("exec pid %d: protocol error: %v", pid, err)
+					protoErr = err
+				} else if !errors.Is(err, io.EOF) && !errors.Is(err, yamux.ErrConnectionReset) && !errors.Is(err, yamux.ErrSessionShutdown) && !errors.Is(err, errViewClosed) {
+					s.logf("exec pid %d: %v", pid, err)
+				}
+				return
+			}
+			switch t {
+			case protocol.FrameStdin:
+				if stdinW != nil {
+					select {
+					case stdinQ <- b:
+					case <-ctx.Done():
+					}
+				}
+			case protocol.FrameStdinEOF:
+				if stdinW != nil {
+					stdinQ <- nil
+				}
+			case protocol.FrameResize:
+				rows, cols, _ := protocol.DecodeResize(b)
+				if ptmx != nil {
+					pty.Setsize(ptmx, &pty.Winsize{Rows: rows, Cols: cols})
+				}
+			case protocol.FrameSignal:
+				sig := unix.SignalNum(string(b))
+				if sig == 0 {
+					s.logf("exec pid %d: ignoring unknown signal %q", pid, b)
+					continue
+				}
+				p.signal(sig)
+			default:
+				protoErr = fmt.Errorf("%w: unexpected %v frame during exec", protocol.ErrMalformed, t)
+				s.logf("exec pid %d: %v", pid, protoErr)
+				return
+			}
+		}
+	}()
+
+	// Kill the process group on timeout, client disconnect or session end.
+	var timeout <-chan time.Time
+	if req.TimeoutNS > 0 {
+		t := time.NewTimer(time.Duration(req.TimeoutNS))
+		defer t.Stop()
+		timeout = t.C
+	}
+	exited := make(chan struct{})
+	var timedOut bool
+	go func() {
+		select {
+		case <-timeout:
+			p.mu.Lock()
+			timedOut = !p.done
+			p.mu.Unlock()
+			p.signal(syscall.SIGKILL)
+		case <-clientGone:
+			p.signal(syscall.SIGKILL)
+		case <-ctx.Done():
+			p.signal(syscall.SIGKILL)
+		case <-exited:
+		}
+	}()
+
+	ws, ru, werr := wait()
+	dur := time.Since(start)
+	p.mu.Lock()
+	p.done = true
+	to := timedOut
+	p.mu.Unlock()
+	close(exited)
+
+	// Forward the rest of the output; background processes may hold it
+	// open, so give up after a grace period.
+	outDone := make(chan struct{})
+	go func() { outWG.Wait(); close(outDone) }()
+	select {
+	case <-outDone:
+	case <-time.After(s.cfg.OutputGrace):
+		for _, f := range outputs {
+			f.Close()
+		}
+		<-outDone
+	}
+	for _, f := range outputs {
+		f.Close()
+	}
+	if ptmx != nil {
+		ptmx.Close()
+	}
+
+	res := protocol.ExitResult{ExitCode: ws.ExitStatus(), DurationNS: int64(dur), MaxRSS: ru.Maxrss * 1024, TimedOut: to}
+	if werr != nil {
+		res.ExitCode = -1
+		s.logf("exec pid %d: wait: %v", pid, werr)
+	}
+	if ws.Signaled() {
+		res.ExitCode = -1
+		res.Signal = unix.SignalName(ws.Signal())
+		if res.Signal == "" {
+			res.Signal = fmt.Sprintf("SIG%d", int(ws.Signal()))
+		}
+	}
+	select {
+	case <-clientGone:
+		if protoErr != nil {
+			// The process was killed because of the violation: say why.
+			e := protocol.ErrorFrom(protoErr, "exec", "")
+			e.Message += fmt.Sprintf(" (process %d killed)", pid)
+			sendError(fw.w, e)
+			return
+		}
+	default:
+	}
+	b, _ := protocol.Marshal(res)
+	fw.write(protocol.FrameExit, b)
+}
+
+// proc is a started process whose group can be signalled until it exits.
+type proc struct {
+	pid  int
+	mu   sync.Mutex
+	done bool
+}
+
+// signal sends sig to the process group, and to the process in case it
+// moved to another group. After the process has been waited for, its pid
+// may be reused, so nothing is sent.
+func (p *proc) signal(sig syscall.Signal) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done {
+		return
+	}
+	syscall.Kill(-p.pid, sig)
+	syscall.Kill(p.pid, sig)
+}
+
+// pumpOutput forwards r as frames of type t until r ends or the stream
+// fails. Each frame goes out in a single write: data is read right after a
+// reserved header.
+func pumpOutput(r *os.File, t protocol.FrameType, fw *frameWriter) {
+	bp := getBuf()
+	defer putBuf(bp)
+	buf := *bp
+	for {
+		n, err := r.Read(buf[protocol.HeaderSize:])
+		if n > 0 {
+			protocol.PutFrameHeader(buf, t, n)
+			if werr := fw.writeRaw(buf[:protocol.HeaderSize+n]); werr != nil {
+				// Client gone: stop reading; the process gets EPIPE or is
+				// killed.
+				r.Close()
+				return
+			}
+		}
+		if err != nil {
+			// EOF, or EIO from a pty whose slave side is closed.
+			return
+		}
+	}
+}
+
+// mergeEnv returns base with the entries of over added or replacing those
+// with the same key.
+func mergeEnv(base, over []string) []string {
+	out := make([]string, 0, len(base)+len(over))
+	idx := make(map[string]int)
+	for _, list := range [][]string{base, over} {
+		for _, kv := range list {
+			k, _, _ := strings.Cut(kv, "=")
+			if i, ok := idx[k]; ok {
+				out[i] = kv
+				continue
+			}
+			idx[k] = len(out)
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func envValue(env []string, key string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(env[i], "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+// errNotFound is the error for a program missing from PATH.
+var errNotFound = errors.New("executable file not found in $PATH")
+
+// lookPath finds an executable like exec.LookPath, but with the PATH of
+// the exec's environment and relative entries taken from dir.
+func lookPath(file, pathEnv, dir string) (string, error) {
+	if strings.Contains(file, "/") {
+		p := file
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		if err := checkExecutable(p); err != nil {
+			return "", &fs.PathError{Op: "exec", Path: file, Err: err}
+		}
+		return p, nil
+	}
+	for _, d := range filepath.SplitList(pathEnv) {
+		if d == "" {
+			d = "."
+		}
+		if !filepath.IsAbs(d) {
+			d = filepath.Join(dir, d)
+		}
+		p := filepath.Join(d, file)
+		if checkExecutable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", &fs.PathError{Op: "exec", Path: file, Err: fmt.Errorf("%w: %w", errNotFound, fs.ErrNotExist)}
+}
+
+func checkExecutable(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		if pe, ok := err.(*fs.PathError); ok {
+			return pe.Err
+		}
+		return err
+	}
+	if fi.IsDir() {
+		return syscall.EISDIR
+	}
+	if fi.Mode()&0o111 == 0 {
+		return fs.ErrPermission
+	}
+	return nil
+}

@@ -1,0 +1,183 @@
+//go:build linux
+
+package server
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// execUser is a resolved exec user.
+type execUser struct {
+	uid, gid uint32
+	groups   []uint32
+	home     string
+}
+
+// passwdEntry is a line of /etc/passwd.
+type passwdEntry struct {
+	name     string
+	uid, gid uint32
+	home     string
+}
+
+// groupEntry is a line of /etc/group.
+type groupEntry struct {
+	name    string
+	gid     uint32
+	members []string
+}
+
+var errNoUser = errors.New("no matching entries in passwd file")
+
+// lookupUser resolves an exec user spec ("", "uid", "uid:gid", "name",
+// "name:group", or mixes) against root/etc/passwd and root/etc/group, like
+// docker exec -u: a numeric uid need not exist in passwd (the group is then
+// 0 and the home "/"); names must exist. The supplementary groups are the
+// groups of /etc/group that list the user's name.
+func lookupUser(root, spec string) (*execUser, error) {
+	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
+	if userPart == "" && spec != "" {
+		return nil, fmt.Errorf("invalid user %q", spec)
+	}
+	if userPart == "" {
+		userPart = "0"
+	}
+	users, uerr := readPasswd(filepath.Join(root, "etc/passwd"))
+	u := &execUser{home: "/"}
+	var name string
+	if id, err := parseID(userPart); err == nil {
+		u.uid = id
+		found := false
+		for _, e := range users {
+			if e.uid == id {
+				u.gid, u.home, name, found = e.gid, e.home, e.name, true
+				break
+			}
+		}
+		if !found && id == 0 {
+			u.home = "/root"
+		}
+	} else {
+		found := false
+		for _, e := range users {
+			if e.name == userPart {
+				u.uid, u.gid, u.home, name, found = e.uid, e.gid, e.home, e.name, true
+				break
+			}
+		}
+		if !found {
+			if uerr != nil {
+				return nil, fmt.Errorf("unable to find user %s: %w", userPart, uerr)
+			}
+			return nil, &fs.PathError{Op: "lookup user", Path: userPart, Err: fmt.Errorf("%w: %w", errNoUser, fs.ErrNotExist)}
+		}
+	}
+	groups, gerr := readGroup(filepath.Join(root, "etc/group"))
+	if hasGroup {
+		if groupPart == "" {
+			return nil, fmt.Errorf("invalid user %q: empty group", spec)
+		}
+		if id, err := parseID(groupPart); err == nil {
+			u.gid = id
+		} else {
+			found := false
+			for _, g := range groups {
+				if g.name == groupPart {
+					u.gid, found = g.gid, true
+					break
+				}
+			}
+			if !found {
+				if gerr != nil {
+					return nil, fmt.Errorf("unable to find group %s: %w", groupPart, gerr)
+				}
+				return nil, &fs.PathError{Op: "lookup group", Path: groupPart, Err: fmt.Errorf("no matching entries in group file: %w", fs.ErrNotExist)}
+			}
+		}
+	}
+	if name != "" {
+		for _, g := range groups {
+			for _, m := range g.members {
+				if m == name && g.gid != u.gid {
+					u.groups = append(u.groups, g.gid)
+				}
+			}
+		}
+	}
+	if u.home == "" {
+		u.home = "/"
+	}
+	return u, nil
+}
+
+func parseID(s string) (uint32, error) {
+	v, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || v == 1<<32-1 {
+		return 0, fmt.Errorf("invalid id %q", s)
+	}
+	return uint32(v), nil
+}
+
+func readPasswd(path string) ([]passwdEntry, error) {
+	var out []passwdEntry
+	err := readColonFile(path, func(f []string) {
+		if len(f) < 7 {
+			return
+		}
+		uid, err1 := parseID(f[2])
+		gid, err2 := parseID(f[3])
+		if err1 != nil || err2 != nil || f[0] == "" {
+			return
+		}
+		out = append(out, passwdEntry{name: f[0], uid: uid, gid: gid, home: f[5]})
+	})
+	return out, err
+}
+
+func readGroup(path string) ([]groupEntry, error) {
+	var out []groupEntry
+	err := readColonFile(path, func(f []string) {
+		if len(f) < 4 {
+			return
+		}
+		gid, err := parseID(f[2])
+		if err != nil || f[0] == "" {
+			return
+		}
+		var members []string
+		for _, m := range strings.Split(f[3], ",") {
+			if m = strings.TrimSpace(m); m != "" {
+				members = append(members, m)
+			}
+		}
+		out = append(out, groupEntry{name: f[0], gid: gid, members: members})
+	})
+	return out, err
+}
+
+// readColonFile calls fn with the colon-separated fields of each line of a
+// passwd-style file, skipping blank lines and comments.
+func readColonFile(path string, fn func([]string)) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	s.Buffer(make([]byte, 0, 4096), 1<<20)
+	for s.Scan() {
+		line := strings.TrimSpace(s.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		fn(strings.Split(line, ":"))
+	}
+	return s.Err()
+}
