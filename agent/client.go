@@ -129,7 +129,7 @@ func clientHandshake(ctx context.Context, rwc io.ReadWriteCloser) error {
 		return fail(err)
 	}
 	acked := false
-	retry := 200 * time.Millisecond
+	retry := 50 * time.Millisecond
 	timer := time.NewTimer(retry)
 	defer timer.Stop()
 	for {
@@ -177,7 +177,7 @@ func clientHandshake(ctx context.Context, rwc io.ReadWriteCloser) error {
 			if err := send(k); err != nil {
 				return fail(err)
 			}
-			retry = min(2*retry, 2*time.Second)
+			retry = min(2*retry, 250*time.Millisecond)
 			timer.Reset(retry)
 		case <-ctx.Done():
 			return fmt.Errorf("agent: handshake: %w", ctx.Err())

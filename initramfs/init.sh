@@ -39,7 +39,8 @@ ROOTWAIT='{{.RootWait}}'
 MOUNTS='{{.Mounts}}'
 AGENT_ARGS='{{.AgentArgs}}'
 
-for arg in $(cat /proc/cmdline); do
+read -r cmdline < /proc/cmdline
+for arg in $cmdline; do
 	case "$arg" in
 	supermachine.root=*) ROOT="${arg#*=}" ;;
 	supermachine.rootfstype=*) ROOTFSTYPE="${arg#*=}" ;;
@@ -61,7 +62,7 @@ waitdev() {
 	done
 }
 
-mkdir -p /lower /rw /newroot
+# /lower, /rw and /newroot come with the archive.
 waitdev "$ROOT" "root device"
 mount -t "$ROOTFSTYPE" -o ro "$ROOT" /lower || fail "mount -t $ROOTFSTYPE -o ro $ROOT (supermachine.root, supermachine.rootfstype)"
 if [ -n "$UPPER" ]; then

@@ -67,3 +67,31 @@ var busyboxXZ string
 
 // BusyboxXZ returns busybox.xz: the busybox, xz-packed.
 func BusyboxXZ() string { return busyboxXZ }
+
+// The agent: static ELF, version 0.1.0.
+const (
+	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
+	AgentSize = 3211390
+	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
+	AgentSHA256 = "11842e007c7fe8a3b7d88f559f4d448a1780e3b057e7fb4297e71f137753cc80"
+	// AgentXZSize is the size of supermachine-agent.xz as embedded.
+	AgentXZSize = 952032
+	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
+	AgentXZSHA256 = "cd2587b2dc528c573472cd5be56a061334ec4961134a2bcdbcf977c0e17fff87"
+	// AgentVersion is the version.
+	AgentVersion = "0.1.0"
+	// AgentFormat is the file format.
+	AgentFormat = "static ELF"
+	// AgentSource says what the agent was built from.
+	AgentSource = "agent/ of this repository"
+	// AgentBuilder is the compiler or distribution that made it.
+	AgentBuilder = "go1.26.8"
+	// AgentXZSettings are the xz(1) options supermachine-agent.xz was packed with (xz (XZ Utils) 5.4.1).
+	AgentXZSettings = "--format=xz --check=crc64 -T1 --lzma2=preset=9e,dict=4MiB"
+)
+
+//go:embed supermachine-agent.xz
+var agentXZ string
+
+// AgentXZ returns supermachine-agent.xz: the agent, xz-packed.
+func AgentXZ() string { return agentXZ }

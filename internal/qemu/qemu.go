@@ -71,17 +71,61 @@ func Binary(arch string) (bin, pkg string, err error) {
 	return "", "", fmt.Errorf("qemu: unsupported arch %q (amd64, arm64)", arch)
 }
 
-// KVMUsable says whether the guest arch can run under KVM here.
+// KVMUsable says whether guests of arch run under KVM here: the guest arch
+// is the host's, /dev/kvm opens, and QEMU really starts a KVM guest (a
+// nested or restricted KVM may open fine and still fail on the first vCPU).
+// The answer is probed once per process; SUPERMACHINE_QEMU_ACCEL=kvm or
+// =tcg overrides it.
 func KVMUsable(arch string) bool {
+	switch os.Getenv("SUPERMACHINE_QEMU_ACCEL") {
+	case "kvm":
+		return true
+	case "tcg":
+		return false
+	}
 	if arch != runtime.GOARCH {
 		return false
 	}
+	kvmOnce.Do(func() { kvmOK = probeKVM(arch) })
+	return kvmOK
+}
+
+var (
+	kvmOnce sync.Once
+	kvmOK   bool
+)
+
+func probeKVM(arch string) bool {
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
 	if err != nil {
 		return false
 	}
 	f.Close()
-	return true
+	bin, _, err := Binary(arch)
+	if err != nil {
+		return false
+	}
+	machine := "microvm"
+	if arch == "arm64" {
+		machine = "virt"
+	}
+	// A guest without a kernel: the firmware runs; a broken KVM makes
+	// QEMU exit at once.
+	cmd := exec.Command(bin, "-accel", "kvm", "-M", machine, "-cpu", "host", "-m", "64",
+		"-nodefaults", "-display", "none", "-monitor", "none", "-serial", "none", "-no-reboot")
+	if err := cmd.Start(); err != nil {
+		return false
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+		return false
+	case <-time.After(time.Second):
+		cmd.Process.Kill()
+		<-done
+		return true
+	}
 }
 
 // TSCKHz is the host's TSC frequency in kHz, read from /proc/cpuinfo, or 0.
@@ -106,7 +150,8 @@ func TSCKHz() int {
 
 // CommandLine is the kernel command line for a guest of arch: console on
 // the first UART, panic and reboot end the guest (run QEMU with
-// -no-reboot), and on x86-64 without KVM the TSC frequency. The VMM adds
+// -no-reboot), and on x86-64 without KVM the TSC frequency and the PIT as
+// the timer tick. The VMM adds
 // the virtio_mmio.device= entries (QEMU microvm does with acpi=off; on
 // arm64 the devices are in the device tree). extra is appended.
 func CommandLine(arch string, kvm bool, extra ...string) string {
@@ -118,6 +163,10 @@ func CommandLine(arch string, kvm bool, extra ...string) string {
 			if khz := TSCKHz(); khz > 0 {
 				p = append(p, fmt.Sprintf("tsc_early_khz=%d", khz))
 			}
+			// Emulated CPUs have no TSC-deadline timer, so the kernel
+			// would spend about 0.2 s calibrating the local APIC timer
+			// against the PIT; use the PIT as the tick instead.
+			p = append(p, "noapictimer")
 		}
 	case "arm64":
 		p = append(p, "console=ttyAMA0")
@@ -166,7 +215,18 @@ func (c Config) Args() (string, []string, error) {
 	if c.Initrd != "" {
 		a = append(a, "-initrd", c.Initrd)
 	}
-	for i, d := range c.Disks {
+	// QEMU virt hands out its virtio-mmio transports from the top, and
+	// Linux probes them bottom up: add the disks in reverse so the first
+	// is /dev/vda on arm64 as on x86-64.
+	order := make([]int, len(c.Disks))
+	for i := range order {
+		order[i] = i
+		if arch == "arm64" {
+			order[i] = len(c.Disks) - 1 - i
+		}
+	}
+	for _, i := range order {
+		d := c.Disks[i]
 		f := d.Format
 		if f == "" {
 			f = "raw"

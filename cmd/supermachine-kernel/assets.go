@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/supermachine-go/supermachine-kernel/initramfs"
+	"github.com/supermachine-go/supermachine-kernel/kernel"
+)
+
+func cmdInfo(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("info", "[-json]", stderr)
+	asJSON := fs.Bool("json", false, "print the manifest as JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	m := kernel.Manifest()
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(m)
+	}
+	fmt.Fprintf(stdout, "arch: %s\n\n", m.Arch)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ASSET\tVERSION\tFORMAT\tSIZE\tXZ SIZE\tSHA-256")
+	for _, a := range []kernel.AssetInfo{m.Kernel, m.Busybox, m.Agent} {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", a.Name, a.Version, a.Format, a.Size, a.XZSize, a.SHA256)
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "\nkernel config SHA-256: %s\nkernel source: %s\n", m.Kernel.ConfigSHA256, m.Kernel.Source)
+	return nil
+}
+
+func cmdExtract(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("extract", "[DIR]", stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 1 {
+		fs.Usage()
+		return errUsage
+	}
+	var paths kernel.Paths
+	var err error
+	if fs.NArg() == 1 {
+		dir := fs.Arg(0)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		paths, err = kernel.ExtractAll(ctx, dir)
+	} else {
+		fmt.Fprintln(stderr, "extracting into the cache (decoding the first time only)...")
+		paths, err = kernel.CacheAll(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "kernel  %s\nbusybox %s\nagent   %s\n", paths.Kernel, paths.Busybox, paths.Agent)
+	return nil
+}
+
+// initramfsFlags registers the initramfs options on fs.
+func initramfsFlags(fs *flag.FlagSet, o *initramfs.Options, mounts, agentArgs *multiFlag) {
+	fs.StringVar(&o.Root, "root-device", "/dev/vda", "root image device in the guest")
+	fs.StringVar(&o.RootFSType, "rootfstype", "", "root image filesystem: squashfs or ext4 (default squashfs; boot detects it)")
+	fs.StringVar(&o.OverlaySize, "overlay-size", "50%", "size of the tmpfs upper layer (tmpfs size= syntax)")
+	fs.StringVar(&o.Upper, "upper", "", "writable block device for the upper layer instead of tmpfs")
+	fs.StringVar(&o.UpperFSType, "upperfstype", "ext4", "filesystem of -upper")
+	fs.IntVar(&o.RootWait, "rootwait", 5, "seconds to wait for devices")
+	fs.Var(mounts, "mount", "extra mount SRC:DST:TYPE[:OPTIONS] (repeatable)")
+	fs.Var(agentArgs, "agent-arg", "argument for the agent, e.g. -agent-arg=-debug (repeatable)")
+}
+
+func parseMounts(specs []string) ([]initramfs.Mount, error) {
+	var ms []initramfs.Mount
+	for _, s := range specs {
+		p := strings.SplitN(s, ":", 4)
+		if len(p) < 3 {
+			return nil, fmt.Errorf("-mount %q: want SRC:DST:TYPE[:OPTIONS]", s)
+		}
+		m := initramfs.Mount{Source: p[0], Target: p[1], FSType: p[2]}
+		if len(p) == 4 {
+			m.Options = p[3]
+		}
+		ms = append(ms, m)
+	}
+	return ms, nil
+}
+
+func cmdInitramfs(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("initramfs", "-o FILE [flags]", stderr)
+	var o initramfs.Options
+	var mounts, agentArgs multiFlag
+	initramfsFlags(fs, &o, &mounts, &agentArgs)
+	out := fs.String("o", "", "output file (required)")
+	fs.BoolVar(&o.Gzip, "gzip", false, "gzip the archive")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *out == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return errUsage
+	}
+	b, err := buildInitramfs(o, mounts, agentArgs)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(*out, b, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: %d bytes\n", *out, len(b))
+	return nil
+}
+
+func buildInitramfs(o initramfs.Options, mounts, agentArgs []string) ([]byte, error) {
+	var err error
+	if o.Mounts, err = parseMounts(mounts); err != nil {
+		return nil, err
+	}
+	o.AgentArgs = agentArgs
+	if o.Busybox, err = kernel.Busybox.Bytes(); err != nil {
+		return nil, err
+	}
+	if o.Agent, err = kernel.Agent.Bytes(); err != nil {
+		return nil, err
+	}
+	return initramfs.Build(o)
+}
+
+// writeFileAtomic writes via a temporary file and a rename, so a failure
+// never leaves a partial file at path.
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(dirOf(path), ".supermachine-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+func dirOf(path string) string {
+	if i := strings.LastIndexByte(path, '/'); i >= 0 {
+		if i == 0 {
+			return "/"
+		}
+		return path[:i]
+	}
+	return "."
+}

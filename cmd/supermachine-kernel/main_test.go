@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
+	"github.com/supermachine-go/supermachine-kernel/kernel"
+)
+
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var o, e bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	code = run(ctx, args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestInfo(t *testing.T) {
+	code, out, _ := runCLI(t, "info")
+	if code != 0 || !strings.Contains(out, "arch: "+kernel.Arch) || !strings.Contains(out, kernel.Kernel.SHA256()) {
+		t.Fatalf("info: code %d\n%s", code, out)
+	}
+	code, out, _ = runCLI(t, "info", "-json")
+	var m kernel.Info
+	if err := json.Unmarshal([]byte(out), &m); err != nil || code != 0 {
+		t.Fatalf("info -json: code %d, %v\n%s", code, err, out)
+	}
+	if m.Agent.Version != kernel.Agent.Version() || m.Kernel.Size != kernel.KernelLen {
+		t.Errorf("info -json: %+v", m)
+	}
+}
+
+func TestExtractAndInitramfs(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errs := runCLI(t, "extract", dir)
+	if code != 0 {
+		t.Fatalf("extract: %d %s", code, errs)
+	}
+	for _, f := range []string{kernel.Kernel.File(), "busybox", "supermachine-agent"} {
+		st, err := os.Stat(filepath.Join(dir, f))
+		if err != nil || !strings.Contains(out, filepath.Join(dir, f)) {
+			t.Fatalf("extract did not write or print %s: %v\n%s", f, err, out)
+		}
+		if f != kernel.Kernel.File() && st.Mode().Perm() != 0o755 {
+			t.Errorf("%s mode %v", f, st.Mode())
+		}
+	}
+	ir := filepath.Join(dir, "initrd.cpio")
+	code, _, errs = runCLI(t, "initramfs", "-o", ir, "-rootfstype", "ext4", "-mount", "/dev/vdb:/data:ext4")
+	if code != 0 {
+		t.Fatalf("initramfs: %d %s", code, errs)
+	}
+	b, err := os.ReadFile(ir)
+	if err != nil || !bytes.Contains(b, []byte("ROOTFSTYPE='ext4'")) || !bytes.Contains(b, []byte("/dev/vdb:/data:ext4")) {
+		t.Errorf("initramfs archive lacks the options (%v)", err)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{}, {"frobnicate"}, {"initramfs"}, {"boot"}, {"exec", "--", "true"}, {"extract", "a", "b"}, {"info", "-bogus"}} {
+		if code, _, _ := runCLI(t, args...); code != 2 {
+			t.Errorf("%q: exit %d, want 2", args, code)
+		}
+	}
+	if code, _, e := runCLI(t, "exec", "-connect", "tcp:1.2.3.4", "--", "true"); code != 1 || !strings.Contains(e, "bad -connect address") {
+		t.Errorf("bad address: %d %q", code, e)
+	}
+	if code, _, e := runCLI(t, "boot", "-root", "/nonexistent", "--", "true"); code != 1 || !strings.Contains(e, "/nonexistent") {
+		t.Errorf("missing root: %d %q", code, e)
+	}
+	if code, out, _ := runCLI(t, "-h"); code != 0 || out != "" {
+		t.Errorf("-h: %d", code)
+	}
+}
+
+// exec against the bundled agent running on this host (it is a static
+// linux binary of the host arch) on a Unix socket.
+func TestExecUnix(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := runCLIOK(t, "extract", dir); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "agent.sock")
+	a := exec.Command(filepath.Join(dir, "supermachine-agent"), "-listen-unix", sock, "-vsock-port", "0", "-serial-port", "")
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Process.Kill()
+	for i := 0; i < 500; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	code, out, errs := runCLI(t, "exec", "-connect", "unix:"+sock, "--", "sh", "-c", "echo hello; exit 3")
+	if code != 3 || out != "hello\n" {
+		t.Errorf("exec: code %d, out %q, err %q", code, out, errs)
+	}
+}
+
+func runCLIOK(t *testing.T, args ...string) (string, error) {
+	code, out, errs := runCLI(t, args...)
+	if code != 0 {
+		t.Fatalf("%q: exit %d: %s", args, code, errs)
+	}
+	return out, nil
+}
+
+// The README's main job: boot the bundled kernel and run a command.
+func TestBoot(t *testing.T) {
+	bin, pkg, _ := qemu.Binary(kernel.Arch)
+	for tool, p := range map[string]string{bin: pkg, "mksquashfs": "squashfs-tools"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if testing.Short() {
+				t.Skipf("%s not installed (%s)", tool, p)
+			}
+			t.Fatalf("%s not installed: apt-get install %s", tool, p)
+		}
+	}
+	code, out, errs := runCLI(t, "boot", "--", "uname", "-r")
+	if code != 0 || !strings.HasPrefix(out, "6.12.") || !strings.Contains(errs, "agent ready") {
+		t.Fatalf("boot -- uname -r: code %d, out %q\n%s", code, out, errs)
+	}
+	code, _, errs = runCLI(t, "boot", "--", "sh", "-c", "exit 4")
+	if code != 4 {
+		t.Errorf("boot -- sh -c 'exit 4': code %d\n%s", code, errs)
+	}
+}

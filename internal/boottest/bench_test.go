@@ -1,0 +1,199 @@
+package boottest
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/cavaliergopher/cpio"
+
+	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
+)
+
+// AnchorEnv names a Debian cloud kernel (vmlinuz) to boot as the anchor of
+// BenchmarkBoot. Get one with
+//
+//	apt-get download linux-image-6.12.117+deb12-cloud-amd64-unsigned
+//	dpkg-deb -x linux-image-*.deb anchor && export SUPERMACHINE_ANCHOR_KERNEL=$PWD/anchor/boot/vmlinuz-*
+//
+// Without it, /boot/vmlinuz-*-cloud-amd64 is used if present.
+const AnchorEnv = "SUPERMACHINE_ANCHOR_KERNEL"
+
+var readyRE = regexp.MustCompile(`supermachine-agent \S+ ready .*uptime=([0-9.]+)s`)
+var initRE = regexp.MustCompile(`BOOTTEST-INIT uptime=([0-9.]+)`)
+
+// BenchmarkBoot boots each arch b.N times (run with -benchtime=10x) and
+// reports the guest uptime when the agent is ready and the host wall time
+// from starting QEMU to the reply of the first exec, as median and spread
+// (max - min). The root image is zstd-compressed squashfs (the first exec
+// reads busybox from it). The "init" variants boot to a busybox /init that prints its
+// uptime and ends the guest: the same measurement for the bundled kernel
+// and for Debian's cloud kernel, the anchor.
+func BenchmarkBoot(b *testing.B) {
+	for _, arch := range []string{"amd64", "arm64"} {
+		b.Run(arch+"/agent", func(b *testing.B) { benchAgentBoot(b, arch) })
+	}
+	b.Run("amd64/init", func(b *testing.B) { benchInitBoot(b, "amd64", "") })
+	b.Run("amd64/init-debian-cloud", func(b *testing.B) {
+		k := os.Getenv(AnchorEnv)
+		if k == "" {
+			m, _ := filepath.Glob("/boot/vmlinuz-*-cloud-amd64")
+			if len(m) == 0 {
+				b.Skipf("no anchor kernel: set %s (see its doc comment)", AnchorEnv)
+			}
+			k = m[len(m)-1]
+		}
+		benchInitBoot(b, "amd64", k)
+	})
+}
+
+func benchAgentBoot(b *testing.B, arch string) {
+	needToolsB(b, arch)
+	ctx := context.Background()
+	dir := b.TempDir()
+	im, err := MakeImages(ctx, arch, dir, nil, "zstd")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ready, wall []float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		bctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		g, err := Boot(bctx, im, dir, false)
+		if err != nil {
+			cancel()
+			b.Fatal(err)
+		}
+		if err := g.Client.Command(bctx, "true").Run(); err != nil {
+			b.Fatal(err)
+		}
+		wall = append(wall, float64(time.Since(g.VM.Started()).Microseconds())/1000)
+		m := readyRE.FindStringSubmatch(g.VM.Console())
+		g.Close()
+		cancel()
+		if m == nil {
+			b.Fatalf("no ready line on the console:\n%s", g.VM.Console())
+		}
+		up, _ := strconv.ParseFloat(m[1], 64)
+		ready = append(ready, up*1000)
+	}
+	b.StopTimer()
+	report(b, "ready-uptime", ready)
+	report(b, "first-exec-wall", wall)
+}
+
+// benchInitBoot boots kernel (default: the bundled one of arch) into a
+// busybox-only initramfs whose /init prints the uptime and ends the guest.
+func benchInitBoot(b *testing.B, arch, kernelPath string) {
+	needToolsB(b, arch)
+	ctx := context.Background()
+	dir := b.TempDir()
+	im, err := MakeImages(ctx, arch, dir, nil, "zstd")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if kernelPath == "" {
+		kernelPath = im.Kernel
+	}
+	initrd := filepath.Join(dir, "busybox-init.cpio.gz")
+	if err := writeUptimeInitramfs(initrd, im.Busybox); err != nil {
+		b.Fatal(err)
+	}
+	var up, wall []float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		bctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		vm, err := qemu.Start(bctx, qemu.Config{Arch: arch, Kernel: kernelPath, Initrd: initrd,
+			Cmdline: qemu.CommandLine(arch, qemu.KVMUsable(arch))})
+		if err != nil {
+			cancel()
+			b.Fatal(err)
+		}
+		err = vm.Wait(bctx)
+		wall = append(wall, float64(time.Since(vm.Started()).Microseconds())/1000)
+		cancel()
+		m := initRE.FindStringSubmatch(vm.Console())
+		if m == nil {
+			b.Fatalf("no uptime line (err %v):\n%s", err, vm.Console())
+		}
+		u, _ := strconv.ParseFloat(m[1], 64)
+		up = append(up, u*1000)
+	}
+	b.StopTimer()
+	report(b, "init-uptime", up)
+	report(b, "exit-wall", wall)
+}
+
+// writeUptimeInitramfs writes a busybox initramfs whose /init prints the
+// uptime at its start and then ends the guest.
+func writeUptimeInitramfs(path string, busybox []byte) error {
+	script := `#!/bin/sh
+/bin/busybox mount -t proc proc /proc
+read up idle < /proc/uptime
+/bin/busybox mount -t devtmpfs dev /dev
+exec 0<>/dev/console 1>&0 2>&0
+echo "BOOTTEST-INIT uptime=$up"
+/bin/busybox reboot -f
+`
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	cw := cpio.NewWriter(zw)
+	for _, e := range []struct {
+		name string
+		mode cpio.FileMode
+		data string
+	}{
+		{"bin", cpio.TypeDir | 0o755, ""}, {"proc", cpio.TypeDir | 0o755, ""}, {"dev", cpio.TypeDir | 0o755, ""},
+		{"bin/busybox", cpio.TypeReg | 0o755, string(busybox)},
+		{"bin/sh", cpio.TypeSymlink | 0o777, "busybox"},
+		{"init", cpio.TypeReg | 0o755, script},
+	} {
+		if err := cw.WriteHeader(&cpio.Header{Name: e.name, Mode: e.mode, Size: int64(len(e.data))}); err != nil {
+			return err
+		}
+		if _, err := cw.Write([]byte(e.data)); err != nil {
+			return err
+		}
+	}
+	if err := cw.Close(); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return os.WriteFile(path, buf.Bytes(), 0o644)
+}
+
+func report(b *testing.B, name string, ms []float64) {
+	if len(ms) == 0 {
+		return
+	}
+	s := slices.Clone(ms)
+	slices.Sort(s)
+	med := s[len(s)/2]
+	if len(s)%2 == 0 {
+		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	b.ReportMetric(med, name+"-p50-ms")
+	b.ReportMetric(s[len(s)-1]-s[0], name+"-spread-ms")
+	b.Logf("%s ms: %s", name, fmt.Sprint(s))
+}
+
+func needToolsB(b *testing.B, arch string) {
+	b.Helper()
+	bin, pkg, _ := qemu.Binary(arch)
+	for tool, p := range map[string]string{bin: pkg, "mksquashfs": "squashfs-tools", "mkfs.ext4": "e2fsprogs"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			b.Skipf("%s not installed (Debian package %s)", tool, p)
+		}
+	}
+}
