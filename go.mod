@@ -3,19 +3,19 @@ module github.com/supermachine-go/supermachine-kernel
 go 1.26.0
 
 require (
+	github.com/cavaliergopher/cpio v1.0.1
 	github.com/creack/pty v1.1.24
 	github.com/hashicorp/yamux v0.1.2
 	github.com/mdlayher/vsock v1.4.0
 	github.com/supermachine-go/supermachine-kernel/kernel-amd64 v0.1.0
 	github.com/supermachine-go/supermachine-kernel/kernel-arm64 v0.1.0
 	github.com/ulikunitz/xz v0.5.17
+	golang.org/x/mod v0.43.0
 	golang.org/x/sys v0.50.0
 )
 
 require (
-	github.com/cavaliergopher/cpio v1.0.1 // indirect
 	github.com/mdlayher/socket v0.8.0 // indirect
-	golang.org/x/mod v0.43.0 // indirect
 	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
 )

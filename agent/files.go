@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"syscall"
 
 	"github.com/hashicorp/yamux"
 	"github.com/supermachine-go/supermachine-kernel/agent/protocol"
@@ -36,7 +35,7 @@ func (c *Client) WriteFile(ctx context.Context, path string, r io.Reader, mode f
 	if opts == nil {
 		opts = &WriteFileOptions{}
 	}
-	fr := &protocol.FileRequest{Path: path, Mode: wireMode(mode), MkdirParents: opts.MkdirAll}
+	fr := &protocol.FileRequest{Path: path, Mode: protocol.WireMode(mode), MkdirParents: opts.MkdirAll}
 	if opts.Chown {
 		uid, gid := opts.UID, opts.GID
 		fr.UID, fr.GID = &uid, &gid
@@ -164,7 +163,7 @@ func (c *Client) OpenFile(ctx context.Context, path string) (*FileReader, error)
 func (f *FileReader) Size() int64 { return f.info.Size }
 
 // Mode returns the permission bits (and setuid, setgid, sticky) of the file.
-func (f *FileReader) Mode() fs.FileMode { return unixMode(f.info.Mode) }
+func (f *FileReader) Mode() fs.FileMode { return protocol.FileMode(f.info.Mode) }
 
 // Read reads file data.
 func (f *FileReader) Read(p []byte) (int, error) {
@@ -198,32 +197,4 @@ func (f *FileReader) Read(p []byte) (int, error) {
 func (f *FileReader) Close() error {
 	f.stop()
 	return f.st.Close()
-}
-
-func wireMode(m fs.FileMode) uint32 {
-	out := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		out |= syscall.S_ISUID
-	}
-	if m&fs.ModeSetgid != 0 {
-		out |= syscall.S_ISGID
-	}
-	if m&fs.ModeSticky != 0 {
-		out |= syscall.S_ISVTX
-	}
-	return out
-}
-
-func unixMode(m uint32) fs.FileMode {
-	mode := fs.FileMode(m & 0o777)
-	if m&syscall.S_ISUID != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if m&syscall.S_ISGID != 0 {
-		mode |= fs.ModeSetgid
-	}
-	if m&syscall.S_ISVTX != 0 {
-		mode |= fs.ModeSticky
-	}
-	return mode
 }

@@ -79,7 +79,7 @@ func hybridConnect(ctx context.Context, conn net.Conn, port uint32) (retry bool,
 			}
 			line = append(line, b[0])
 			if len(line) > 64 {
-				return false, fmt.Errorf("%w: %q...", ErrHybridVsock, line)
+				return false, fmt.Errorf("%w: reply too long: %q", ErrHybridVsock, line)
 			}
 			continue
 		}

@@ -131,10 +131,9 @@ type switchboard struct {
 	toAgentR *io.PipeReader
 	toAgentW *io.PipeWriter
 
-	mu     sync.Mutex
-	cur    *io.PipeWriter // current client's inbound side
-	hangup bool           // report the next detach to the agent
-	hupCh  chan struct{}
+	mu    sync.Mutex
+	cur   *io.PipeWriter // current client's inbound side
+	hupCh chan struct{}
 }
 
 func newSwitchboard() *switchboard {

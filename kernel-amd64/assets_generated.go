@@ -73,11 +73,11 @@ const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
 	AgentSize = 3276926
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "3fb197a8d9267c0f8b1ad5d700d6e131e52ae94c6d725d939ccf450751628f05"
+	AgentSHA256 = "7202432faf9519268845db78e70c1bc897fcfaa4a40a72b4bb593fa9c337de9b"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 1114888
+	AgentXZSize = 1114744
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "3ed9ce4ec4c84ca667e9466bd729d6184e2af9ffdce42f0246818a08547a922f"
+	AgentXZSHA256 = "bcedff306069bec8618d0b89a02516d8718ea4da1152079575f8c99d6edbc53a"
 	// AgentVersion is the version.
 	AgentVersion = "0.1.0"
 	// AgentFormat is the file format.

@@ -73,11 +73,11 @@ const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
 	AgentSize = 3211390
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "11842e007c7fe8a3b7d88f559f4d448a1780e3b057e7fb4297e71f137753cc80"
+	AgentSHA256 = "1deb95233afbff8796eec0efd844dbed08d585479740f60974a8f904f479d5a2"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 952032
+	AgentXZSize = 952140
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "cd2587b2dc528c573472cd5be56a061334ec4961134a2bcdbcf977c0e17fff87"
+	AgentXZSHA256 = "fa3ca3b37c55a54529d4c2978be03d8d4b0a06a1b60d9d3271e61fe9a165206d"
 	// AgentVersion is the version.
 	AgentVersion = "0.1.0"
 	// AgentFormat is the file format.

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"github.com/supermachine-go/supermachine-kernel/kernel"
 )
@@ -108,5 +109,16 @@ func ExampleCache() {
 	}
 	rel, _ := filepath.Rel(dir, p)
 	fmt.Println(rel == filepath.Join(kernel.Busybox.SHA256(), "busybox"))
+	// Output: true
+}
+
+func ExampleVirtioMMIODevice() {
+	fmt.Println(kernel.VirtioMMIODevice(0x1000, 0xd0000000, 5))
+	// Output: virtio_mmio.device=0x1000@0xd0000000:5
+}
+
+func ExampleCommandLine() {
+	cmdline := kernel.CommandLine("quiet", "supermachine.vsock_port=1024")
+	fmt.Println(strings.HasSuffix(cmdline, "panic=-1 quiet supermachine.vsock_port=1024"))
 	// Output: true
 }

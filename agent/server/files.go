@@ -16,36 +16,6 @@ import (
 	"github.com/supermachine-go/supermachine-kernel/agent/protocol"
 )
 
-// unixMode converts wire mode bits to an fs.FileMode.
-func unixMode(m uint32) fs.FileMode {
-	mode := fs.FileMode(m & 0o777)
-	if m&syscall.S_ISUID != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if m&syscall.S_ISGID != 0 {
-		mode |= fs.ModeSetgid
-	}
-	if m&syscall.S_ISVTX != 0 {
-		mode |= fs.ModeSticky
-	}
-	return mode
-}
-
-// wireMode converts an fs.FileMode to wire mode bits.
-func wireMode(m fs.FileMode) uint32 {
-	out := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		out |= syscall.S_ISUID
-	}
-	if m&fs.ModeSetgid != 0 {
-		out |= syscall.S_ISGID
-	}
-	if m&fs.ModeSticky != 0 {
-		out |= syscall.S_ISVTX
-	}
-	return out
-}
-
 // writeFile receives a file as data frames and writes it atomically: to a
 // temporary file in the same directory, fsync'd, chmod'ed and chown'ed, then
 // renamed over the target, and the directory fsync'd.
@@ -113,7 +83,7 @@ func (s *Server) receiveFile(st *yamux.Stream, req *protocol.FileRequest) (size 
 		}
 		size += int64(len(p))
 	}
-	if err := f.Chmod(unixMode(req.Mode)); err != nil {
+	if err := f.Chmod(protocol.FileMode(req.Mode)); err != nil {
 		return 0, &fs.PathError{Op: "chmod", Path: path, Err: unwrapPathErr(err)}
 	}
 	if req.UID != nil || req.GID != nil {
@@ -177,7 +147,7 @@ func (s *Server) readFile(st *yamux.Stream, req *protocol.FileRequest) {
 		sendError(st, protocol.ErrorFrom(&fs.PathError{Op: "read", Path: path, Err: syscall.EISDIR}, "", ""))
 		return
 	}
-	if err := sendResponse(st, protocol.FileInfo{Size: fi.Size(), Mode: wireMode(fi.Mode())}); err != nil {
+	if err := sendResponse(st, protocol.FileInfo{Size: fi.Size(), Mode: protocol.WireMode(fi.Mode())}); err != nil {
 		return
 	}
 	bp := getBuf()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -107,7 +106,7 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer vm.Kill()
-	c, err := dialAgent(ctx, vm, sock)
+	c, err := vm.ConnectAgent(ctx)
 	if err != nil {
 		return fmt.Errorf("%w\n--- guest console ---\n%s", err, vm.Console())
 	}
@@ -165,40 +164,6 @@ func prepareRoot(ctx context.Context, root, dir string) (string, string, error) 
 		return "", "", err
 	}
 	return img, "squashfs", nil
-}
-
-// dialAgent connects to QEMU's socket for the agent's virtio-serial port
-// and runs the handshake, which completes once the agent is up.
-func dialAgent(ctx context.Context, vm *qemu.VM, sock string) (*agent.Client, error) {
-	var d net.Dialer
-	for {
-		conn, err := d.DialContext(ctx, "unix", sock)
-		if err == nil {
-			type result struct {
-				c   *agent.Client
-				err error
-			}
-			ch := make(chan result, 1)
-			go func() {
-				c, err := agent.NewClient(ctx, conn)
-				ch <- result{c, err}
-			}()
-			select {
-			case r := <-ch:
-				return r.c, r.err
-			case <-vm.Done():
-				conn.Close()
-				return nil, errors.New("the guest stopped before its agent answered")
-			}
-		}
-		select {
-		case <-vm.Done():
-			return nil, fmt.Errorf("QEMU exited: %w", err)
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
 }
 
 // runCommand runs argv through the agent with this process's stdio and

@@ -16,7 +16,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -176,50 +175,12 @@ func Boot(ctx context.Context, im *Images, dir string, net bool, extraCmdline ..
 	if err != nil {
 		return nil, err
 	}
-	c, err := connect(ctx, vm, sock)
+	c, err := vm.ConnectAgent(ctx)
 	if err != nil {
 		vm.Kill()
 		return nil, fmt.Errorf("%w\n--- console ---\n%s", err, vm.Console())
 	}
 	return &Guest{VM: vm, Client: c, Ready: time.Since(vm.Started())}, nil
-}
-
-// connect dials QEMU's socket for the agent port and runs the handshake,
-// which completes once the agent in the guest has opened the port.
-func connect(ctx context.Context, vm *qemu.VM, sock string) (*agent.Client, error) {
-	// QEMU binds the socket before it listens: retry until it accepts.
-	var d net.Dialer
-	var conn net.Conn
-	for {
-		var err error
-		conn, err = d.DialContext(ctx, "unix", sock)
-		if err == nil {
-			break
-		}
-		select {
-		case <-vm.Done():
-			return nil, fmt.Errorf("QEMU exited: %w", err)
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(2 * time.Millisecond):
-		}
-	}
-	type result struct {
-		c   *agent.Client
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		c, err := agent.NewClient(ctx, conn)
-		ch <- result{c, err}
-	}()
-	select {
-	case r := <-ch:
-		return r.c, r.err
-	case <-vm.Done():
-		conn.Close()
-		return nil, fmt.Errorf("the guest exited before its agent answered")
-	}
 }
 
 // Shell runs a busybox shell command in the guest and returns its stdout.

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/supermachine-go/supermachine-kernel/agent"
 )
 
 // AgentPortName is the virtio-serial port name the agent looks for by
@@ -251,6 +254,7 @@ func (c Config) Args() (string, []string, error) {
 
 // VM is a running guest.
 type VM struct {
+	sock    string
 	cmd     *exec.Cmd
 	done    chan struct{}
 	err     error
@@ -275,7 +279,7 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 			return nil, err
 		}
 	}
-	vm := &VM{done: make(chan struct{}), console: &syncBuffer{}}
+	vm := &VM{sock: c.AgentSocket, done: make(chan struct{}), console: &syncBuffer{}}
 	cmd := exec.CommandContext(ctx, bin, args...)
 	var out io.Writer = vm.console
 	if c.Console != nil {
@@ -308,6 +312,47 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 		}
 	}
 	return vm, nil
+}
+
+// ConnectAgent connects to the agent through the AgentSocket and runs the
+// protocol handshake, which completes once the agent in the guest has
+// opened its port. It fails early if QEMU exits.
+func (vm *VM) ConnectAgent(ctx context.Context) (*agent.Client, error) {
+	if vm.sock == "" {
+		return nil, errors.New("qemu: the VM has no AgentSocket")
+	}
+	// QEMU binds the socket before it listens: retry until it accepts.
+	var d net.Dialer
+	var conn net.Conn
+	for {
+		var err error
+		if conn, err = d.DialContext(ctx, "unix", vm.sock); err == nil {
+			break
+		}
+		select {
+		case <-vm.done:
+			return nil, fmt.Errorf("qemu exited: %w", err)
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	type result struct {
+		c   *agent.Client
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, err := agent.NewClient(ctx, conn)
+		ch <- result{c, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.c, r.err
+	case <-vm.done:
+		conn.Close()
+		return nil, errors.New("the guest stopped before its agent answered")
+	}
 }
 
 // Started is when QEMU was started.

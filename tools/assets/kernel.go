@@ -171,7 +171,7 @@ func (p *pipeline) buildKernel(ctx context.Context, arch string) (*built, error)
 		return nil, err
 	}
 	if missing := missingOptions(fb.String(), string(cfg)); len(missing) > 0 {
-		return nil, fmt.Errorf("Kconfig dropped or changed %d wanted option(s) (missing dependencies?):\n  %s",
+		return nil, fmt.Errorf("the kernel configuration lost %d wanted option(s); Kconfig drops options whose dependencies are missing:\n  %s",
 			len(missing), strings.Join(missing, "\n  "))
 	}
 	cur, _ := os.ReadFile(filepath.Join(obj, ".config"))
