@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/supermachine-go/supermachine-kernel/initramfs"
+	"github.com/supermachine-go/supermachine-kernel/internal/extract"
 	"github.com/supermachine-go/supermachine-kernel/kernel"
 )
 
@@ -111,7 +112,7 @@ func cmdInitramfs(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(*out, b, 0o644); err != nil {
+	if err := extract.WriteBytes(context.Background(), *out, b, 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: %d bytes\n", *out, len(b))
@@ -131,36 +132,4 @@ func buildInitramfs(o initramfs.Options, mounts, agentArgs []string) ([]byte, er
 		return nil, err
 	}
 	return initramfs.Build(o)
-}
-
-// writeFileAtomic writes via a temporary file and a rename, so a failure
-// never leaves a partial file at path.
-func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(dirOf(path), ".supermachine-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
-}
-
-func dirOf(path string) string {
-	if i := strings.LastIndexByte(path, '/'); i >= 0 {
-		if i == 0 {
-			return "/"
-		}
-		return path[:i]
-	}
-	return "."
 }

@@ -12,10 +12,7 @@ package boottest
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,50 +20,27 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ulikunitz/xz"
-
 	"github.com/supermachine-go/supermachine-kernel/agent"
 	"github.com/supermachine-go/supermachine-kernel/initramfs"
+	"github.com/supermachine-go/supermachine-kernel/internal/extract"
 	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
 	"github.com/supermachine-go/supermachine-kernel/internal/rootfs"
 	kernelamd64 "github.com/supermachine-go/supermachine-kernel/kernel-amd64"
 	kernelarm64 "github.com/supermachine-go/supermachine-kernel/kernel-arm64"
 )
 
-// blob is one embedded asset of either arch.
-type blob struct {
-	xz     string
-	sha256 string
-}
-
 // assetsOf returns the kernel, busybox and agent blobs of arch.
-func assetsOf(arch string) (kernel, busybox, agentBin blob) {
+func assetsOf(arch string) (kernel, busybox, agentBin extract.Source) {
 	switch arch {
 	case "amd64":
-		return blob{kernelamd64.KernelXZ(), kernelamd64.KernelSHA256},
-			blob{kernelamd64.BusyboxXZ(), kernelamd64.BusyboxSHA256},
-			blob{kernelamd64.AgentXZ(), kernelamd64.AgentSHA256}
+		return extract.Source{Name: "kernel", XZ: kernelamd64.KernelXZ(), Size: kernelamd64.KernelSize, SHA256: kernelamd64.KernelSHA256},
+			extract.Source{Name: "busybox", XZ: kernelamd64.BusyboxXZ(), Size: kernelamd64.BusyboxSize, SHA256: kernelamd64.BusyboxSHA256},
+			extract.Source{Name: "agent", XZ: kernelamd64.AgentXZ(), Size: kernelamd64.AgentSize, SHA256: kernelamd64.AgentSHA256}
 	default:
-		return blob{kernelarm64.KernelXZ(), kernelarm64.KernelSHA256},
-			blob{kernelarm64.BusyboxXZ(), kernelarm64.BusyboxSHA256},
-			blob{kernelarm64.AgentXZ(), kernelarm64.AgentSHA256}
+		return extract.Source{Name: "kernel", XZ: kernelarm64.KernelXZ(), Size: kernelarm64.KernelSize, SHA256: kernelarm64.KernelSHA256},
+			extract.Source{Name: "busybox", XZ: kernelarm64.BusyboxXZ(), Size: kernelarm64.BusyboxSize, SHA256: kernelarm64.BusyboxSHA256},
+			extract.Source{Name: "agent", XZ: kernelarm64.AgentXZ(), Size: kernelarm64.AgentSize, SHA256: kernelarm64.AgentSHA256}
 	}
-}
-
-func decode(b blob) ([]byte, error) {
-	r, err := xz.NewReader(strings.NewReader(b.xz))
-	if err != nil {
-		return nil, err
-	}
-	raw, err := io.ReadAll(r)
-	if err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(raw)
-	if hex.EncodeToString(sum[:]) != b.sha256 {
-		return nil, fmt.Errorf("decoded blob does not match its SHA-256 %s", b.sha256)
-	}
-	return raw, nil
 }
 
 // Images are the files a guest boots from.
@@ -91,13 +65,13 @@ func MakeImages(ctx context.Context, arch, dir string, vsockClient []byte, squas
 		Root: filepath.Join(dir, "root.squashfs"), Data: filepath.Join(dir, "data.ext4")}
 	var err error
 	var kernel []byte
-	if kernel, err = decode(kb); err != nil {
+	if kernel, err = extract.Decode(kb); err != nil {
 		return nil, fmt.Errorf("%s kernel: %w", arch, err)
 	}
-	if im.Busybox, err = decode(bb); err != nil {
+	if im.Busybox, err = extract.Decode(bb); err != nil {
 		return nil, fmt.Errorf("%s busybox: %w", arch, err)
 	}
-	if im.Agent, err = decode(ab); err != nil {
+	if im.Agent, err = extract.Decode(ab); err != nil {
 		return nil, fmt.Errorf("%s agent: %w", arch, err)
 	}
 	if err := os.WriteFile(im.Kernel, kernel, 0o644); err != nil {

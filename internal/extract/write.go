@@ -46,6 +46,9 @@ var testHookChunk func(tmp string, written int64)
 // finds the *ChecksumError), or ctx.Err().
 func WriteFile(ctx context.Context, dest string, src Source, mkdirParents bool) error {
 	op := "extract " + src.Name + " to"
+	if src.XZ == "" {
+		op = "write" // WriteBytes: not an embedded asset
+	}
 	fail := func(err error) error { return &fs.PathError{Op: op, Path: dest, Err: err} }
 
 	if err := checkDest(dest); err != nil {
@@ -247,4 +250,16 @@ func unwrapPath(err error) error {
 		return le.Err
 	}
 	return err
+}
+
+// WriteBytes writes data to dest with mode the same way as WriteFile
+// (temporary file, fsync, rename, fsync of the directory; a symlink or
+// directory at dest is refused): the one atomic writer for bytes that are
+// not an embedded asset, such as a generated initramfs or a packed blob.
+func WriteBytes(ctx context.Context, dest string, data []byte, mode fs.FileMode) error {
+	sum := sha256.Sum256(data)
+	return WriteFile(ctx, dest, Source{
+		Name: filepath.Base(dest), Mode: mode, Raw: data,
+		Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:]),
+	}, false)
 }

@@ -6,11 +6,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"regexp"
 
-	"github.com/ulikunitz/xz"
+	"github.com/supermachine-go/supermachine-kernel/internal/extract"
 )
 
 // elfMachine is the ELF machine each arch's executables must have.
@@ -116,8 +115,8 @@ func missingApplets(data []byte, applets []string) []string {
 	return missing
 }
 
-// decodeBlob reads and decodes a packed blob, checking both hashes and the
-// size against its manifest entry.
+// decodeBlob reads and decodes a packed blob with the extractor the
+// facade uses, checking both hashes and the size against its manifest entry.
 func decodeBlob(path string, a *assetInfo) ([]byte, error) {
 	packed, err := os.ReadFile(path)
 	if err != nil {
@@ -126,17 +125,9 @@ func decodeBlob(path string, a *assetInfo) ([]byte, error) {
 	if got := sha256Hex(packed); got != a.XZ.SHA256 {
 		return nil, fmt.Errorf("%s: SHA-256 %s, manifest says %s", path, got, a.XZ.SHA256)
 	}
-	r, err := xz.NewReader(bytes.NewReader(packed))
+	raw, err := extract.Decode(extract.Source{Name: a.Name, XZ: string(packed), Size: a.Size, SHA256: a.SHA256})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	raw, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fmt.Errorf("%s: decode: %w", path, err)
-	}
-	if int64(len(raw)) != a.Size || sha256Hex(raw) != a.SHA256 {
-		return nil, fmt.Errorf("%s: decodes to %d bytes with SHA-256 %s, manifest says %d bytes, %s",
-			path, len(raw), sha256Hex(raw), a.Size, a.SHA256)
 	}
 	return raw, nil
 }

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/supermachine-go/supermachine-kernel/internal/extract"
 )
 
 // aptDownload fetches pkg:arch=version into build/dl and returns its path.
@@ -184,30 +186,10 @@ func copyFile(src, dst string) error {
 	return writeFileAtomic(dst, b, 0o644)
 }
 
-// writeFileAtomic writes via a temporary file in the same directory and a
-// rename, so an interrupted run never leaves a half-written file.
+// writeFileAtomic writes with internal/extract's atomic writer, so an
+// interrupted run never leaves a half-written file.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return extract.WriteBytes(context.Background(), path, data, mode)
 }
 
 func logf(format string, args ...any) {
