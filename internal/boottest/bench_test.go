@@ -50,7 +50,9 @@ var initRE = regexp.MustCompile(`BOOTTEST-INIT uptime=([0-9.]+)`)
 //	SUPERMACHINE_COMPARE_KERNEL_AMD64=/tmp/old-amd64 go test -run '^$' -bench 'BenchmarkBoot/amd64/agent' -benchtime 10x ./internal/boottest/
 //
 // The agent variants also report the guest memory in use when the agent
-// is ready (MemTotal - MemFree, 256 MiB guest).
+// is ready (MemTotal - MemFree, 256 MiB guest). SUPERMACHINE_BENCH_CMDLINE
+// adds words to the kernel command line of every agent variant (say,
+// acpi=off, to measure what probing for absent ACPI tables costs).
 func BenchmarkBoot(b *testing.B) {
 	for _, arch := range []string{"amd64", "arm64"} {
 		b.Run(arch+"/agent", func(b *testing.B) { benchAgentBoot(b, arch, "") })
@@ -91,6 +93,7 @@ func benchAgentBoot(b *testing.B, arch, kernelPath string, extraCmdline ...strin
 	if kernelPath != "" {
 		im.Kernel = kernelPath
 	}
+	extraCmdline = append(extraCmdline, strings.Fields(os.Getenv("SUPERMACHINE_BENCH_CMDLINE"))...)
 	var ready, wall, mem []float64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

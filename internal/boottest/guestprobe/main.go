@@ -121,7 +121,7 @@ func netnsBridge(ns, bridge, veth, peer, hostCIDR, peerCIDR string) error {
 	if err := netlink.LinkSetNsFd(p, int(newNS)); err != nil {
 		return fmt.Errorf("move %s into %s: %w", peer, ns, err)
 	}
-	h, err := netlink.NewHandleAt(newNS)
+	h, err := netlink.NewHandleAt(newNS, unix.NETLINK_ROUTE)
 	if err != nil {
 		return err
 	}
@@ -141,7 +141,7 @@ func netnsBridge(ns, bridge, veth, peer, hostCIDR, peerCIDR string) error {
 func addrUp(h *netlink.Handle, name, cidr string) error {
 	if h == nil {
 		var err error
-		if h, err = netlink.NewHandle(); err != nil {
+		if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 			return err
 		}
 		defer h.Close()
