@@ -16,6 +16,7 @@ require (
 
 require (
 	github.com/mdlayher/socket v0.8.0 // indirect
+	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
 )

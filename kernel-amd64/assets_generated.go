@@ -34,6 +34,16 @@ const (
 	KernelConfigSHA256 = "048ca95504443d87f798ddffec87059dcd33715e526fd27e97f706de33dbf33a"
 )
 
+// The vmlinux: the kernel as an ELF (x86-64, PVH entry) image, from the LZ4 payload of the bzImage, decoded on demand (not embedded).
+const (
+	// VmlinuxSize is the length of the derived vmlinux in bytes.
+	VmlinuxSize = 16341072
+	// VmlinuxSHA256 is the SHA-256 of the derived vmlinux, in hex.
+	VmlinuxSHA256 = "35ccdf942dc6f227d59291c195a584246dcbdf8d1807c2ce053965f70d733a71"
+	// VmlinuxFormat is the file format.
+	VmlinuxFormat = "ELF (x86-64, PVH entry)"
+)
+
 //go:embed kernel.xz
 var kernelXZ string
 

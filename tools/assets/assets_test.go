@@ -58,6 +58,7 @@ func TestCommittedBlobs(t *testing.T) {
 					if !bytes.Contains(cfg, []byte("\n# CONFIG_MODULES is not set\n")) {
 						t.Errorf("%s: CONFIG_MODULES is set", a.ConfigFile)
 					}
+					testVmlinuxEntry(t, arch, a, data)
 				}
 				if !strings.Contains(a.XZ.Settings, "--format=xz") || strings.Contains(a.XZ.Settings, "--x86") {
 					t.Errorf("xz settings %q: want plain LZMA2 in the xz format", a.XZ.Settings)
@@ -122,5 +123,35 @@ func TestXZSettingsCoverFile(t *testing.T) {
 		if s := xzSettings(size); !strings.Contains(s, want) || !strings.Contains(s, "-T1") {
 			t.Errorf("xzSettings(%d) = %q, want %s", size, s, want)
 		}
+	}
+}
+
+// testVmlinuxEntry checks the manifest's vmlinux entry against the kernel
+// blob (amd64: the derived ELF; arm64: none), and that check notices a
+// wrong entry and a missing one.
+func testVmlinuxEntry(t *testing.T, arch string, k *assetInfo, bz []byte) {
+	t.Helper()
+	if err := checkVmlinux(arch, k, bz); err != nil {
+		t.Fatal(err)
+	}
+	if arch != "amd64" {
+		if k.Vmlinux != nil {
+			t.Fatalf("%s kernel has a vmlinux entry", arch)
+		}
+		return
+	}
+	if k.Vmlinux == nil || k.Vmlinux.Size < k.Size {
+		t.Fatalf("amd64 vmlinux entry %+v: want the ELF, larger than the %d-byte bzImage", k.Vmlinux, k.Size)
+	}
+	bad := *k
+	v := *k.Vmlinux
+	v.SHA256 = strings.Repeat("0", 64)
+	bad.Vmlinux = &v
+	if err := checkVmlinux(arch, &bad, bz); err == nil || !strings.Contains(err.Error(), "tools/assets gen") {
+		t.Errorf("wrong vmlinux SHA-256 accepted: %v", err)
+	}
+	bad.Vmlinux = nil
+	if err := checkVmlinux(arch, &bad, bz); err == nil {
+		t.Error("missing vmlinux entry accepted")
 	}
 }

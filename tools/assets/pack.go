@@ -38,6 +38,8 @@ type assetInfo struct {
 	ConfigFile   string `json:"config_file,omitempty"`
 	ConfigSHA256 string `json:"config_sha256,omitempty"`
 	XZ           xzInfo `json:"xz"`
+	// Vmlinux, for an amd64 kernel only, is the ELF derived from it.
+	Vmlinux *derivedInfo `json:"vmlinux,omitempty"`
 }
 
 type xzInfo struct {
@@ -91,6 +93,15 @@ func readManifest(dir string) (*manifest, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &m, nil
+}
+
+// writeManifest writes m as dir/manifest.json.
+func writeManifest(dir string, m *manifest) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, "manifest.json"), append(b, '\n'), 0o644)
 }
 
 var blobFile = map[string]string{"kernel": "kernel.xz", "busybox": "busybox.xz", "agent": "supermachine-agent.xz"}
@@ -150,6 +161,11 @@ func describe(b *built, settings string) (*assetInfo, error) {
 		Version: b.version, Format: b.format, Source: b.source, Builder: b.builder,
 		XZ: xzInfo{Size: int64(len(packed)), SHA256: sha256Hex(packed), Tool: xzVersion(), Settings: settings},
 	}
+	if b.name == "kernel" {
+		if a.Vmlinux, err = deriveVmlinux(b.format, raw); err != nil {
+			return nil, err
+		}
+	}
 	return a, nil
 }
 
@@ -201,11 +217,7 @@ func (p *pipeline) pack(arch string, bs []*built) error {
 			arch, a.File, a.Size, a.XZ.Size, 100*float64(a.XZ.Size)/float64(a.Size), a.SHA256)
 		m.set(a)
 	}
-	b, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := writeFileAtomic(filepath.Join(dir, "manifest.json"), append(b, '\n'), 0o644); err != nil {
+	if err := writeManifest(dir, m); err != nil {
 		return err
 	}
 	if err := p.writeSources(dir, m); err != nil {
@@ -314,7 +326,17 @@ const (
 	{{$t}}ConfigSHA256 = "{{.ConfigSHA256}}"
 {{- end}}
 )
-
+{{with .Vmlinux}}
+// The vmlinux: the kernel as an {{.Format}} image, from {{.From}}.
+const (
+	// VmlinuxSize is the length of the derived vmlinux in bytes.
+	VmlinuxSize = {{.Size}}
+	// VmlinuxSHA256 is the SHA-256 of the derived vmlinux, in hex.
+	VmlinuxSHA256 = "{{.SHA256}}"
+	// VmlinuxFormat is the file format.
+	VmlinuxFormat = {{printf "%q" .Format}}
+)
+{{end}}
 //go:embed {{.File}}
 var {{.Name}}XZ string
 
