@@ -28,13 +28,16 @@ type AssetInfo struct {
 	ConfigSHA256 string      `json:"config_sha256,omitempty"` // kernel only: hex SHA-256 of the kernel .config
 }
 
-// assetData is what an arch file provides for one asset.
+// assetData is what an arch file provides for one asset: its xz blob,
+// or for a derived asset (Vmlinux on amd64) the function that makes it.
 type assetData struct {
-	info AssetInfo
-	xz   func() string
+	info   AssetInfo
+	xz     func() string
+	derive func() ([]byte, error)
 }
 
-// An Asset is one embedded file: Kernel, Busybox or Agent. Its methods
+// An Asset is one embedded file: Kernel, Busybox or Agent, or one derived
+// from an embedded file: Vmlinux on amd64. Its methods
 // decode it (lazily, verified), stream it, write it to a path, or find it
 // in the cache. An Asset is safe for concurrent use.
 type Asset struct {
@@ -45,7 +48,8 @@ type Asset struct {
 	err  error
 }
 
-// Name returns the asset's name: "kernel", "busybox" or "agent".
+// Name returns the asset's name: "kernel", "busybox", "agent" or
+// "vmlinux".
 func (a *Asset) Name() string { return a.data.info.Name }
 
 // File returns the asset's file name in the cache and in ExtractAll's
@@ -140,7 +144,10 @@ func (a *Asset) source() extract.Source {
 	info := a.data.info
 	src := extract.Source{
 		Name: info.Name, File: info.File, Mode: info.Mode,
-		XZ: a.data.xz(), Size: info.Size, SHA256: info.SHA256,
+		Size: info.Size, SHA256: info.SHA256, Derive: a.data.derive,
+	}
+	if a.data.xz != nil {
+		src.XZ = a.data.xz()
 	}
 	if raw := a.raw.Load(); raw != nil {
 		src.Raw = *raw

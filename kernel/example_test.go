@@ -122,3 +122,27 @@ func ExampleCommandLine() {
 	fmt.Println(strings.HasSuffix(cmdline, "panic=-1 quiet supermachine.vsock_port=1024"))
 	// Output: true
 }
+
+// The kernel file to hand a VMM that loads an uncompressed kernel, such as
+// Firecracker: on amd64 the ELF vmlinux derived from the bzImage, on arm64
+// the Image itself.
+func ExampleVmlinux() {
+	dir, _ := os.MkdirTemp("", "vmlinux")
+	defer os.RemoveAll(dir)
+
+	path, err := kernel.Cache{Dir: dir}.Path(context.Background(), kernel.Vmlinux)
+	if err != nil {
+		log.Fatal(err)
+	}
+	f, _ := os.Open(path)
+	defer f.Close()
+	magic := make([]byte, 4)
+	io.ReadFull(f, magic)
+	switch kernel.Arch {
+	case "amd64":
+		fmt.Println(filepath.Base(path), magic[0] == 0x7f && string(magic[1:]) == "ELF")
+	case "arm64":
+		fmt.Println("vmlinux", kernel.Vmlinux == kernel.Kernel)
+	}
+	// Output: vmlinux true
+}

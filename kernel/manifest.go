@@ -10,16 +10,24 @@ type Info struct {
 	Kernel          AssetInfo `json:"kernel"`
 	Busybox         AssetInfo `json:"busybox"`
 	Agent           AssetInfo `json:"agent"`
+	// Vmlinux is the ELF kernel derived from the bzImage (see Vmlinux):
+	// amd64 only; nil on arm64, whose Kernel is already uncompressed.
+	Vmlinux *AssetInfo `json:"vmlinux,omitempty"`
 }
 
 // Manifest returns the manifest of the embedded assets. It is built from
 // constants: it decodes nothing.
 func Manifest() Info {
-	return Info{
+	m := Info{
 		Arch:            Arch,
 		SourceDateEpoch: SourceDateEpoch,
 		Kernel:          Kernel.Info(),
 		Busybox:         Busybox.Info(),
 		Agent:           Agent.Info(),
 	}
+	if Vmlinux != Kernel {
+		v := Vmlinux.Info()
+		m.Vmlinux = &v
+	}
+	return m
 }

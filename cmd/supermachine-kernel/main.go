@@ -29,7 +29,8 @@ usage:
   supermachine-kernel info [-json]
         arch, versions, sizes and SHA-256 of the bundled assets
   supermachine-kernel extract [DIR]
-        write the kernel, busybox and agent into DIR (default: into the
+        write the kernel, busybox and agent (and on amd64 the ELF vmlinux
+        derived from the bzImage) into DIR (default: into the
         content-addressed cache) and print their paths
   supermachine-kernel initramfs -o FILE [flags]
         write the agent initramfs (busybox, agent, generated /init)

@@ -37,6 +37,13 @@ func TestInfo(t *testing.T) {
 	if m.Agent.Version != kernel.Agent.Version() || m.Kernel.Size != kernel.KernelLen {
 		t.Errorf("info -json: %+v", m)
 	}
+	// amd64 shows the derived vmlinux; arm64's Image needs none.
+	if hasV := m.Vmlinux != nil; hasV != (kernel.Arch == "amd64") {
+		t.Errorf("info -json on %s: vmlinux entry %+v", kernel.Arch, m.Vmlinux)
+	}
+	if m.Vmlinux != nil && m.Vmlinux.SHA256 != kernel.Vmlinux.SHA256() {
+		t.Errorf("info -json: vmlinux SHA-256 %s, want %s", m.Vmlinux.SHA256, kernel.Vmlinux.SHA256())
+	}
 }
 
 func TestExtractAndInitramfs(t *testing.T) {
@@ -45,12 +52,20 @@ func TestExtractAndInitramfs(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("extract: %d %s", code, errs)
 	}
-	for _, f := range []string{kernel.Kernel.File(), "busybox", "supermachine-agent"} {
+	files := []string{kernel.Kernel.File(), "busybox", "supermachine-agent"}
+	if kernel.Arch == "amd64" {
+		files = append(files, "vmlinux")
+		b, err := os.ReadFile(filepath.Join(dir, "vmlinux"))
+		if err != nil || !bytes.HasPrefix(b, []byte("\x7fELF")) || int64(len(b)) != kernel.Vmlinux.Len() {
+			t.Fatalf("extract: vmlinux is not the %d-byte ELF (%v)", kernel.Vmlinux.Len(), err)
+		}
+	}
+	for _, f := range files {
 		st, err := os.Stat(filepath.Join(dir, f))
 		if err != nil || !strings.Contains(out, filepath.Join(dir, f)) {
 			t.Fatalf("extract did not write or print %s: %v\n%s", f, err, out)
 		}
-		if f != kernel.Kernel.File() && st.Mode().Perm() != 0o755 {
+		if f != kernel.Kernel.File() && f != "vmlinux" && st.Mode().Perm() != 0o755 {
 			t.Errorf("%s mode %v", f, st.Mode())
 		}
 	}

@@ -27,6 +27,13 @@ type Source struct {
 	// instead of decoding XZ again. Raw is verified again before it is
 	// written, so a caller that modified it gets a *ChecksumError.
 	Raw []byte
+
+	// Derive, if not nil, makes the decoded bytes instead of XZ: for an
+	// asset derived from another (the vmlinux decoded from a bzImage).
+	// It runs only when the bytes are needed (never on a warm cache
+	// hit); its result is verified like any other, and its error is
+	// reported as a *ChecksumError naming the asset.
+	Derive func() ([]byte, error)
 }
 
 // Decode decodes src and returns exactly src.Size bytes, or a
@@ -34,6 +41,10 @@ type Source struct {
 // takes the fast path (see decodeFast), and a stream of several blocks
 // decodes on several goroutines.
 func Decode(src Source) ([]byte, error) {
+	src, err := derived(src)
+	if err != nil {
+		return nil, err
+	}
 	if raw, err := decodeFast(context.Background(), src); raw != nil || err != nil {
 		return raw, err
 	}
@@ -67,6 +78,10 @@ func Decode(src Source) ([]byte, error) {
 // The bytes a caller reads before the end are not yet verified: code that
 // must not act on unverified bytes uses Decode or writes a file.
 func NewReader(src Source) (io.Reader, error) {
+	src, err := derived(src)
+	if err != nil {
+		return nil, err
+	}
 	r := &reader{src: src, h: sha256.New()}
 	if src.Raw != nil {
 		// Decoded and verified before; verified again at the end, so a

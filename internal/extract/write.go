@@ -46,7 +46,7 @@ var testHookChunk func(tmp string, written int64)
 // finds the *ChecksumError), or ctx.Err().
 func WriteFile(ctx context.Context, dest string, src Source, mkdirParents bool) error {
 	op := "extract " + src.Name + " to"
-	if src.XZ == "" {
+	if src.XZ == "" && src.Derive == nil {
 		op = "write" // WriteBytes: not an embedded asset
 	}
 	fail := func(err error) error { return &fs.PathError{Op: op, Path: dest, Err: err} }
@@ -142,6 +142,10 @@ func writeTemp(ctx context.Context, dir, base string, src Source) (_ *os.File, e
 func copyVerified(ctx context.Context, f *os.File, src Source) error {
 	writeErr := func(err error) error {
 		return fmt.Errorf("write %s: %w", f.Name(), unwrapPath(err))
+	}
+	src, err := derived(src)
+	if err != nil {
+		return err
 	}
 	raw, verified := src.Raw, false
 	if raw == nil {
