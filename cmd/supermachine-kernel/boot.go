@@ -29,6 +29,7 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	verbose := fs.Bool("v", false, "show the guest console")
 	appendArgs := fs.String("append", "", "extra kernel command line parameters")
 	net := fs.Bool("net", false, "add a virtio-net device (QEMU user networking)")
+	shapeName := fs.String("shape", "mmio", "machine shape: mmio, firecracker (amd64: the ELF vmlinux through PVH), pci (q35/virt with virtio-pci), virtualization-framework (arm64: virtio-pci only, console on hvc0)")
 	var o initramfs.Options
 	var mounts, agentArgs multiFlag
 	initramfsFlags(fs, &o, &mounts, &agentArgs)
@@ -41,6 +42,10 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if *kvm != "auto" && *kvm != "on" && *kvm != "off" {
 		return fmt.Errorf("-kvm %q: want auto, on or off", *kvm)
+	}
+	shape, err := qemu.ParseShape(*shapeName)
+	if err != nil {
+		return fmt.Errorf("-shape: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -56,7 +61,11 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer os.RemoveAll(dir)
 
 	progress("preparing the kernel, initramfs and root image")
-	kernelPath, err := kernel.Kernel.Cached(ctx)
+	kernelAsset := kernel.Kernel
+	if shape == qemu.ShapeFirecracker {
+		kernelAsset = kernel.Vmlinux // amd64: the ELF; arm64: the Image
+	}
+	kernelPath, err := kernelAsset.Cached(ctx)
 	if err != nil {
 		return err
 	}
@@ -88,19 +97,25 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	sock := filepath.Join(dir, "agent.sock")
 	cfg := qemu.Config{
 		Arch: kernel.Arch, Kernel: kernelPath, Initrd: initrdPath,
-		Cmdline:   qemu.CommandLine(kernel.Arch, useKVM, extra...),
-		MemoryMiB: *mem, CPUs: *cpus, KVM: kvmMode, Net: *net,
+		Append:    extra,
+		MemoryMiB: *mem, CPUs: *cpus, KVM: kvmMode, Net: *net, Shape: shape,
 		Disks:       []qemu.Disk{{Path: rootImage, ReadOnly: true}},
 		AgentSocket: sock,
 	}
 	if *verbose {
 		cfg.Console = stderr
 	}
+	if shape == qemu.ShapeVirtualization {
+		cfg.DTB = filepath.Join(dir, "virt-no-uart.dtb")
+		if err := qemu.NoUARTDeviceTree(ctx, cfg, cfg.DTB); err != nil {
+			return err
+		}
+	}
 	accel := "software emulation (TCG)"
 	if useKVM {
 		accel = "KVM"
 	}
-	progress("booting %s %s under QEMU with %s", kernel.Arch, kernel.Kernel.Version(), accel)
+	progress("booting %s %s under QEMU with %s, shape %s", kernel.Arch, kernel.Kernel.Version(), accel, shape)
 	vm, err := qemu.Start(ctx, cfg)
 	if err != nil {
 		return err

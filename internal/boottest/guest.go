@@ -141,7 +141,7 @@ func Boot(ctx context.Context, im *Images, dir string, net bool, extraCmdline ..
 	sock := filepath.Join(dir, "agent.sock")
 	cfg := qemu.Config{
 		Arch: im.Arch, Kernel: im.Kernel, Initrd: im.Initrd,
-		Cmdline:     qemu.CommandLine(im.Arch, qemu.KVMUsable(im.Arch), extraCmdline...),
+		Append:      extraCmdline,
 		Disks:       []qemu.Disk{{Path: im.Root, ReadOnly: true}, {Path: im.Data}},
 		AgentSocket: sock, Net: net,
 	}

@@ -1,6 +1,11 @@
-// Package qemu starts a guest of the bundled kernel under QEMU: microvm
-// on x86-64, virt on arm64, with virtio-mmio disks, an optional virtio-net
-// device, and a virtio-serial port for the agent backed by a Unix socket.
+// Package qemu starts a guest of the bundled kernel under QEMU, in the
+// machine shape of a kind of VMM (see Shape): by default microvm on
+// x86-64 and virt on arm64 with virtio-mmio devices; also Firecracker's
+// (an ELF vmlinux through PVH), a PCI machine (q35, virt) and Apple
+// Virtualization.framework's (virtio-pci only, console on hvc0). Guests
+// get virtio disks, an optional virtio-net device, and a virtio-serial
+// port for the agent backed by a Unix socket. The kernel command line
+// comes from kernel.CommandLine for the shape.
 //
 // It uses KVM when /dev/kvm is usable for the guest's arch, and QEMU's
 // software emulation (TCG) otherwise.
@@ -18,7 +23,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -38,12 +42,16 @@ type Disk struct {
 
 // Config describes a guest.
 type Config struct {
-	Arch      string // amd64 or arm64; default runtime.GOARCH
-	Kernel    string // kernel image path
-	Initrd    string // initramfs path
-	Cmdline   string // kernel command line; see CommandLine
-	MemoryMiB int    // default 256
-	CPUs      int    // default 1
+	Arch   string // amd64 or arm64; default runtime.GOARCH
+	Kernel string // kernel image path
+	Initrd string // initramfs path
+	// Shape is the kind of VMM the machine imitates; default ShapeMMIO.
+	Shape Shape
+	// Append is appended to the kernel command line, which
+	// kernel.CommandLine makes for the shape, arch and accelerator.
+	Append    []string
+	MemoryMiB int // default 256
+	CPUs      int // default 1
 	Disks     []Disk
 	// AgentSocket, if set, is the path of a Unix socket QEMU listens on,
 	// connected to the guest's virtio-serial port named AgentPortName.
@@ -54,6 +62,9 @@ type Config struct {
 	Console io.Writer
 	// KVM: "auto" (default), "on" or "off".
 	KVM string
+	// DTB, if set, is the device tree to give the guest (-dtb) on
+	// ShapeVirtualization: see NoUARTDeviceTree.
+	DTB string
 	// ExtraArgs are appended to the QEMU command line.
 	ExtraArgs []string
 }
@@ -131,53 +142,6 @@ func probeKVM(arch string) bool {
 	}
 }
 
-// TSCKHz is the host's TSC frequency in kHz, read from /proc/cpuinfo, or 0.
-// An x86 guest under software emulation needs it as tsc_early_khz=, or its
-// clock runs wrong (the TSC it sees is the host's).
-func TSCKHz() int {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(l, ":")
-		if ok && strings.TrimSpace(k) == "cpu MHz" {
-			mhz, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err == nil {
-				return int(mhz * 1000)
-			}
-		}
-	}
-	return 0
-}
-
-// CommandLine is the kernel command line for a guest of arch: console on
-// the first UART, panic and reboot end the guest (run QEMU with
-// -no-reboot), and on x86-64 without KVM the TSC frequency and the PIT as
-// the timer tick. The VMM adds
-// the virtio_mmio.device= entries (QEMU microvm does with acpi=off; on
-// arm64 the devices are in the device tree). extra is appended.
-func CommandLine(arch string, kvm bool, extra ...string) string {
-	var p []string
-	switch arch {
-	case "amd64":
-		p = append(p, "console=ttyS0", "reboot=t")
-		if !kvm {
-			if khz := TSCKHz(); khz > 0 {
-				p = append(p, fmt.Sprintf("tsc_early_khz=%d", khz))
-			}
-			// Emulated CPUs have no TSC-deadline timer, so the kernel
-			// would spend about 0.2 s calibrating the local APIC timer
-			// against the PIT; use the PIT as the tick instead.
-			p = append(p, "noapictimer")
-		}
-	case "arm64":
-		p = append(p, "console=ttyAMA0")
-	}
-	p = append(p, "panic=-1", "quiet")
-	return strings.Join(append(p, extra...), " ")
-}
-
 // Args returns the QEMU binary and arguments for c.
 func (c Config) Args() (string, []string, error) {
 	arch := c.Arch
@@ -196,15 +160,14 @@ func (c Config) Args() (string, []string, error) {
 	if cpus == 0 {
 		cpus = 1
 	}
-	var a []string
-	switch arch {
-	case "amd64":
-		// microvm without ACPI: QEMU appends virtio_mmio.device= entries
-		// to the command line; no PCI, no firmware tables to parse.
-		a = append(a, "-M", "microvm,acpi=off")
-	case "arm64":
-		a = append(a, "-M", "virt")
+	machine, err := c.Shape.machine(arch)
+	if err != nil {
+		return "", nil, err
 	}
+	if err := c.checkKernel(arch); err != nil {
+		return "", nil, err
+	}
+	a := []string{"-M", machine}
 	if kvm {
 		a = append(a, "-accel", "kvm", "-cpu", "host")
 	} else {
@@ -213,42 +176,13 @@ func (c Config) Args() (string, []string, error) {
 	a = append(a,
 		"-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
 		"-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
-		"-no-reboot", "-serial", "stdio",
-		"-kernel", c.Kernel, "-append", c.Cmdline)
+		"-no-reboot")
+	a = append(a, c.consoleArgs()...)
+	a = append(a, "-kernel", c.Kernel, "-append", c.cmdline(arch, kvm))
 	if c.Initrd != "" {
 		a = append(a, "-initrd", c.Initrd)
 	}
-	// QEMU virt hands out its virtio-mmio transports from the top, and
-	// Linux probes them bottom up: add the disks in reverse so the first
-	// is /dev/vda on arm64 as on x86-64.
-	order := make([]int, len(c.Disks))
-	for i := range order {
-		order[i] = i
-		if arch == "arm64" {
-			order[i] = len(c.Disks) - 1 - i
-		}
-	}
-	for _, i := range order {
-		d := c.Disks[i]
-		f := d.Format
-		if f == "" {
-			f = "raw"
-		}
-		drive := fmt.Sprintf("id=disk%d,file=%s,format=%s,if=none", i, d.Path, f)
-		if d.ReadOnly {
-			drive += ",readonly=on"
-		}
-		a = append(a, "-drive", drive, "-device", fmt.Sprintf("virtio-blk-device,drive=disk%d", i))
-	}
-	if c.AgentSocket != "" {
-		a = append(a,
-			"-device", "virtio-serial-device",
-			"-chardev", "socket,id=agent,path="+c.AgentSocket+",server=on,wait=off",
-			"-device", "virtserialport,chardev=agent,name="+AgentPortName)
-	}
-	if c.Net {
-		a = append(a, "-netdev", "user,id=net0", "-device", "virtio-net-device,netdev=net0")
-	}
+	a = append(a, c.deviceArgs(arch)...)
 	return bin, append(a, c.ExtraArgs...), nil
 }
 
