@@ -1,7 +1,10 @@
 package qemu
 
 import (
+	"bytes"
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -122,5 +125,51 @@ func TestShapeErrors(t *testing.T) {
 	}
 	if _, err := ParseShape("hyperv"); err == nil || !strings.Contains(err.Error(), "firecracker") {
 		t.Errorf("ParseShape(hyperv): %v", err)
+	}
+}
+
+// TestNoUARTDeviceTree makes the Virtualization.framework shape's device
+// tree: QEMU virt's, with the PL011 and the console path to it removed,
+// the PCI host bridge kept.
+func TestNoUARTDeviceTree(t *testing.T) {
+	for _, tool := range []string{"qemu-system-aarch64", "fdtput"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if testing.Short() {
+				t.Skipf("%s not installed", tool)
+			}
+			t.Fatalf("%s not installed (Debian packages qemu-system-arm, device-tree-compiler)", tool)
+		}
+	}
+	dir := t.TempDir()
+	c := Config{Arch: "arm64", Shape: ShapeVirtualization, Kernel: "/dev/null", KVM: "off",
+		AgentSocket: filepath.Join(dir, "a.sock"), Disks: []Disk{{Path: "/dev/null", ReadOnly: true}}}
+	dtb := filepath.Join(dir, "virt.dtb")
+	if err := NoUARTDeviceTree(context.Background(), c, dtb); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(dtb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(b, []byte{0xd0, 0x0d, 0xfe, 0xed}) {
+		t.Fatalf("%s is not a flattened device tree", dtb)
+	}
+	if bytes.Contains(b, []byte("pl011")) {
+		t.Error("the device tree still has a pl011 node")
+	}
+	// The property's name may stay in the strings table; the property
+	// must be gone.
+	if out, err := exec.Command("fdtget", dtb, "/chosen", "stdout-path").CombinedOutput(); err == nil {
+		t.Errorf("/chosen/stdout-path is still set: %s", out)
+	}
+	if !bytes.Contains(b, []byte("pci-host-ecam-generic")) {
+		t.Error("the device tree lost the PCI host bridge")
+	}
+	c.DTB = dtb
+	if a := argsOf(t, c); after(a, "-dtb") != dtb {
+		t.Errorf("-dtb %q, want %s", after(a, "-dtb"), dtb)
+	}
+	if err := NoUARTDeviceTree(context.Background(), Config{Arch: "amd64"}, dtb); err == nil {
+		t.Error("NoUARTDeviceTree on amd64 did not fail")
 	}
 }
