@@ -227,8 +227,8 @@ func TestInitFailurePowersOff(t *testing.T) {
 			}
 			vm, err := qemu.Start(ctx, qemu.Config{
 				Arch: arch, Kernel: im.Kernel, Initrd: im.Initrd,
-				Cmdline: qemu.CommandLine(arch, qemu.KVMUsable(arch), "supermachine.root=/dev/vdz", "supermachine.rootwait=1"),
-				Disks:   []qemu.Disk{{Path: im.Root, ReadOnly: true}},
+				Append: []string{"supermachine.root=/dev/vdz", "supermachine.rootwait=1"},
+				Disks:  []qemu.Disk{{Path: im.Root, ReadOnly: true}},
 			})
 			if err != nil {
 				t.Fatal(err)
