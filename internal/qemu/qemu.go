@@ -155,7 +155,12 @@ func CommandLine(arch string, kvm bool, extra ...string) string {
 			// Emulated CPUs have no TSC-deadline timer, so the kernel
 			// would spend about 0.2 s calibrating the local APIC timer
 			// against the PIT; use the PIT as the tick instead.
-			p = append(p, "noapictimer")
+			// The emulated TSC is the host's, so it is stable; without
+			// tsc=reliable the clocksource watchdog compares it with
+			// late emulated timer ticks, marks it unstable about 1.5 s
+			// after boot and falls back to refined-jiffies (1 ms or
+			// worse resolution).
+			p = append(p, "noapictimer", "tsc=reliable")
 		}
 	case "arm64":
 		p = append(p, "console=ttyAMA0")
