@@ -58,9 +58,13 @@ type CommandLineOptions struct {
 	// Emulated says the guest runs under software emulation (QEMU TCG),
 	// not KVM or HVF. On x86-64 it adds tsc_early_khz=<TSCKHz> (the
 	// guest sees the host's TSC; the kernel's calibration of it under
-	// emulation is slow and wrong) and noapictimer (emulated CPUs have no
+	// emulation is slow and wrong), noapictimer (emulated CPUs have no
 	// TSC-deadline timer, and calibrating the local APIC timer costs
-	// about 0.2 s: the kernel uses the PIT as its tick instead).
+	// about 0.2 s: the kernel uses the PIT as its tick instead) and
+	// tsc=reliable (the emulated TSC is the host's, so it is stable;
+	// without it the clocksource watchdog compares it with late emulated
+	// timer ticks, marks it unstable about 1.5 s after boot and falls
+	// back to refined-jiffies, of 1 ms resolution or worse).
 	Emulated bool
 
 	// TSCKHz is the host's TSC frequency in kHz for Emulated x86-64
@@ -121,7 +125,7 @@ func CommandLine(o CommandLineOptions, extra ...string) string {
 			if khz > 0 {
 				p = append(p, fmt.Sprintf("tsc_early_khz=%d", khz))
 			}
-			p = append(p, "noapictimer")
+			p = append(p, "noapictimer", "tsc=reliable")
 		}
 	}
 	p = append(p, "panic=-1")

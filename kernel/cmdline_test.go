@@ -25,7 +25,7 @@ func TestCommandLine(t *testing.T) {
 		{O{Arch: "amd64", Shape: kernel.ShapeVirtioConsole}, nil, "console=hvc0 reboot=t panic=-1"},
 		{O{Arch: "arm64", Console: "ttyS0"}, nil, "console=ttyS0 panic=-1"},
 		{O{Arch: "amd64", Emulated: true, TSCKHz: 2100000, Quiet: true}, []string{"supermachine.debug=1"},
-			"console=ttyS0 reboot=t tsc_early_khz=2100000 noapictimer panic=-1 quiet supermachine.debug=1"},
+			"console=ttyS0 reboot=t tsc_early_khz=2100000 noapictimer tsc=reliable panic=-1 quiet supermachine.debug=1"},
 		// Emulation changes nothing on arm64: its generic timer needs no
 		// calibration.
 		{O{Arch: "arm64", Emulated: true, TSCKHz: 2100000}, nil, "console=ttyAMA0 panic=-1"},
@@ -40,7 +40,7 @@ func TestCommandLine(t *testing.T) {
 	}
 	// Emulated x86-64 without a TSC frequency reads the host's.
 	got := kernel.CommandLine(kernel.CommandLineOptions{Arch: "amd64", Emulated: true})
-	if !strings.Contains(got, " noapictimer ") {
+	if !strings.Contains(got, " noapictimer tsc=reliable ") {
 		t.Errorf("emulated amd64: %q lacks noapictimer", got)
 	}
 	if kernel.ShapeVirtioConsole.String() != "virtio-console" || kernel.Shape(9).String() != "Shape(9)" {

@@ -146,8 +146,7 @@ func Boot(ctx context.Context, im *Images, dir string, net bool, extraCmdline ..
 // the agent's virtio-serial port on dir/agent.sock.
 func Config(im *Images, dir string, net bool, extraCmdline ...string) qemu.Config {
 	return qemu.Config{
-		Arch: im.Arch, Kernel: im.Kernel, Initrd: im.Initrd,
-		Append:      extraCmdline,
+		Arch: im.Arch, Kernel: im.Kernel, Initrd: im.Initrd, Append: extraCmdline,
 		Disks:       []qemu.Disk{{Path: im.Root, ReadOnly: true}, {Path: im.Data}},
 		AgentSocket: filepath.Join(dir, "agent.sock"), Net: net,
 	}
@@ -156,14 +155,9 @@ func Config(im *Images, dir string, net bool, extraCmdline ...string) qemu.Confi
 // BootConfig starts a guest from cfg, which has an AgentSocket, and
 // connects to its agent.
 func BootConfig(ctx context.Context, cfg qemu.Config) (*Guest, error) {
-	vm, err := qemu.Start(ctx, cfg)
+	vm, c, err := qemu.Boot(ctx, cfg)
 	if err != nil {
 		return nil, err
-	}
-	c, err := vm.ConnectAgent(ctx)
-	if err != nil {
-		vm.Kill()
-		return nil, fmt.Errorf("%w\n--- console ---\n%s", err, vm.Console())
 	}
 	return &Guest{VM: vm, Client: c, Ready: time.Since(vm.Started())}, nil
 }

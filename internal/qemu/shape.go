@@ -101,10 +101,11 @@ func (s Shape) machine(arch string) (string, error) {
 	return "microvm,acpi=off", nil
 }
 
-// cmdline returns the kernel command line for c on arch.
-func (c Config) cmdline(arch string, kvm bool) string {
+// cmdline returns the kernel command line for c on arch, emulated or
+// not.
+func (c Config) cmdline(arch string, emulated bool) string {
 	return kernel.CommandLine(kernel.CommandLineOptions{
-		Arch: arch, Shape: c.Shape.KernelShape(), Emulated: !kvm, Quiet: true,
+		Arch: arch, Shape: c.Shape.KernelShape(), Emulated: emulated, Quiet: true,
 	}, c.Append...)
 }
 
@@ -205,7 +206,7 @@ func NoUARTDeviceTree(ctx context.Context, c Config, path string) error {
 		return fmt.Errorf("qemu: fdtput not found; install the Debian package device-tree-compiler: %w", err)
 	}
 	c.DTB = ""
-	bin, args, err := c.Args()
+	bin, args, err := c.Args(TCG)
 	if err != nil {
 		return err
 	}

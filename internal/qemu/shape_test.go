@@ -14,8 +14,7 @@ import (
 // argsOf returns the QEMU arguments of c under software emulation.
 func argsOf(t *testing.T, c Config) []string {
 	t.Helper()
-	c.KVM = "off"
-	_, a, err := c.Args()
+	_, a, err := c.Args(TCG)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,13 +108,13 @@ func TestShapeErrors(t *testing.T) {
 	dir := t.TempDir()
 	bz := filepath.Join(dir, "bzImage")
 	os.WriteFile(bz, []byte("MZ not an ELF"), 0o644)
-	if _, _, err := (Config{Arch: "amd64", Shape: ShapeFirecracker, Kernel: bz, KVM: "off"}).Args(); err == nil || !strings.Contains(err.Error(), "not an ELF") {
+	if _, _, err := (Config{Arch: "amd64", Shape: ShapeFirecracker, Kernel: bz}).Args(TCG); err == nil || !strings.Contains(err.Error(), "not an ELF") {
 		t.Errorf("Firecracker shape with a bzImage: %v", err)
 	}
-	if _, _, err := (Config{Arch: "amd64", Shape: ShapeVirtualization, Kernel: bz, KVM: "off"}).Args(); err == nil || !strings.Contains(err.Error(), "arm64 only") {
+	if _, _, err := (Config{Arch: "amd64", Shape: ShapeVirtualization, Kernel: bz}).Args(TCG); err == nil || !strings.Contains(err.Error(), "arm64 only") {
 		t.Errorf("Virtualization.framework shape on amd64: %v", err)
 	}
-	if _, _, err := (Config{Arch: "amd64", Shape: Shape(7), Kernel: bz, KVM: "off"}).Args(); err == nil {
+	if _, _, err := (Config{Arch: "amd64", Shape: Shape(7), Kernel: bz}).Args(TCG); err == nil {
 		t.Error("unknown shape accepted")
 	}
 	for _, s := range Shapes {
