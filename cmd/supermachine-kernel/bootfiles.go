@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 
 	"github.com/supermachine-go/supermachine-kernel/initramfs"
-	"github.com/supermachine-go/supermachine-kernel/internal/guestassets"
 	"github.com/supermachine-go/supermachine-kernel/internal/extract"
+	"github.com/supermachine-go/supermachine-kernel/internal/guestassets"
 	"github.com/supermachine-go/supermachine-kernel/internal/rootfs"
 	"github.com/supermachine-go/supermachine-kernel/kernel"
 )
