@@ -199,7 +199,7 @@ func TestVMMVirtualizationFrameworkARM64(t *testing.T) {
 		if err := qemu.NoUARTDeviceTree(ctx, *c, c.DTB); err != nil {
 			t.Fatal(err)
 		}
-	}, "loglevel=6")
+	}, "loglevel=7")
 	checkGuest(t, ctx, g, "arm64", "pci")
 	out, err := g.Shell(ctx, "cat /proc/consoles; ls /sys/class/tty; ls /proc/device-tree")
 	if err != nil {
@@ -214,7 +214,7 @@ func TestVMMVirtualizationFrameworkARM64(t *testing.T) {
 	// Everything QEMU printed came through hvc0: the kernel's boot log
 	// from its first line, and the agent's ready line.
 	con := g.VM.Console()
-	for _, want := range []string{"Booting Linux on physical CPU", "Linux version 6.12.", "virtio-pci", "supermachine-agent"} {
+	for _, want := range []string{"Booting Linux on physical CPU", "Linux version 6.12.", "pci-host-generic", "supermachine-agent"} {
 		if !strings.Contains(con, want) {
 			t.Errorf("the hvc0 console lacks %q", want)
 		}
