@@ -11,7 +11,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/supermachine-go/supermachine-kernel/initramfs"
-	"github.com/supermachine-go/supermachine-kernel/internal/extract"
+	"github.com/supermachine-go/supermachine-kernel/internal/atomicfile"
 	"github.com/supermachine-go/supermachine-kernel/kernel"
 )
 
@@ -112,7 +112,7 @@ func cmdInitramfs(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := extract.WriteBytes(context.Background(), *out, b, 0o644); err != nil {
+	if err := atomicfile.WriteFile(context.Background(), *out, b, 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: %d bytes\n", *out, len(b))

@@ -3,11 +3,12 @@ package extract
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/supermachine-go/supermachine-kernel/internal/atomicfile"
 )
 
 // Cache is a content-addressed directory of verified assets: the asset
@@ -68,37 +69,28 @@ func (c Cache) write(ctx context.Context, dir, final string, src Source, replace
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	cleanStale(dir, src.File)
-	f, err := writeTemp(ctx, dir, src.File, src)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f, err := atomicfile.Create(final, src.Mode)
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
-	defer f.Close()
-	defer os.Remove(tmp) // after a link, the temporary name goes; after a rename it is gone already
+	defer f.Cleanup()
+	if err := copyVerified(ctx, f, src); err != nil {
+		return err
+	}
 	if replace {
 		// The file there did not verify: replace it.
-		if err := os.Rename(tmp, final); err != nil {
-			return unwrapPath(err)
-		}
-	} else if err := os.Link(tmp, final); err != nil {
-		switch {
-		case errors.Is(err, fs.ErrExist):
-			// A concurrent writer linked its verified file first.
-			// Use it: it is the same bytes, and it was verified
-			// before it got this name.
-		default:
-			// No hard links here (some network and FUSE file
-			// systems): rename. Identical bytes make concurrent
-			// renames harmless.
-			if err := os.Rename(tmp, final); err != nil {
-				return unwrapPath(err)
-			}
-		}
+		err = f.Replace()
+	} else {
+		// Link without replacing: of concurrent writers the first
+		// wins; the others find its file, the same bytes, verified
+		// before it got this name.
+		_, err = f.Link()
 	}
-	os.Remove(tmp)
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, unwrapPath(err))
+	if err != nil {
+		return err
 	}
 	// The stamp describes final as it is now: after the temporary name
 	// is gone (an unlink changes the link count and so the change time).
@@ -142,14 +134,7 @@ func writeStamp(stamp string, src Source, final string) {
 	if readStamp(stamp) == line {
 		return
 	}
-	dir, base := filepath.Split(stamp)
-	f, err := os.CreateTemp(dir, base+".tmp-*")
-	if err != nil {
-		return
-	}
-	_, werr := f.WriteString(line)
-	cerr := f.Close()
-	if werr != nil || cerr != nil || os.Chmod(f.Name(), 0o644) != nil || os.Rename(f.Name(), stamp) != nil {
-		os.Remove(f.Name())
-	}
+	// Best effort, so no error is reported; written atomically, so a
+	// reader never sees half a stamp.
+	_ = atomicfile.WriteFile(context.Background(), stamp, []byte(line), 0o644)
 }

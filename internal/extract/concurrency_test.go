@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/supermachine-go/supermachine-kernel/internal/reexec"
+
+	"github.com/supermachine-go/supermachine-kernel/internal/atomicfile"
 )
 
 func TestCacheConcurrentGoroutines(t *testing.T) {
@@ -157,7 +159,7 @@ func TestKilledMidWrite(t *testing.T) {
 			if _, err := os.Stat(tmp); err != nil {
 				t.Fatalf("a fresh temporary file was removed: %v", err)
 			}
-			old := time.Now().Add(-2 * StaleAge)
+			old := time.Now().Add(-2 * atomicfile.StaleAge)
 			os.Chtimes(tmp, old, old)
 			os.Remove(dest)
 			if mode == "kill-write" {

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/supermachine-go/supermachine-kernel/internal/atomicfile"
 )
 
 func TestDecode(t *testing.T) {
@@ -309,7 +311,7 @@ func TestVerifyFile(t *testing.T) {
 
 func TestCleanStale(t *testing.T) {
 	dir := t.TempDir()
-	old := time.Now().Add(-2 * StaleAge)
+	old := time.Now().Add(-2 * atomicfile.StaleAge)
 	abandonedTmp := filepath.Join(dir, ".busybox.tmp-123")
 	freshTmp := filepath.Join(dir, ".busybox.tmp-456")
 	other := filepath.Join(dir, ".kernel.tmp-789")

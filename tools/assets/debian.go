@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/supermachine-go/supermachine-kernel/internal/extract"
+	"github.com/supermachine-go/supermachine-kernel/internal/atomicfile"
 )
 
 // aptDownload fetches pkg:arch=version into build/dl and returns its path.
@@ -186,10 +186,10 @@ func copyFile(src, dst string) error {
 	return writeFileAtomic(dst, b, 0o644)
 }
 
-// writeFileAtomic writes with internal/extract's atomic writer, so an
-// interrupted run never leaves a half-written file.
+// writeFileAtomic writes with internal/atomicfile, so an interrupted run
+// never leaves a half-written file.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	return extract.WriteBytes(context.Background(), path, data, mode)
+	return atomicfile.WriteFile(context.Background(), path, data, mode)
 }
 
 func logf(format string, args ...any) {
