@@ -15,8 +15,8 @@
 // checks every CRC of the format and the SHA-256, and on any failure the
 // reference decoder runs instead and its verdict stands.
 //
-// Files are written with package atomicfile: the verified bytes go to a
-// temporary file in the destination directory, which is synced, given its
+// Files are written with package atomicfile: the bytes go to a temporary
+// file in the destination directory, which is verified, synced, given its
 // final mode and then renamed (WriteFile) or hard-linked without replacing
 // (Cache) to the destination; the directory is synced last. A crash at any
 // point leaves either no file or the complete, verified file at the

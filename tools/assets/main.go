@@ -41,7 +41,8 @@ commands:
   verify  rebuild the selected assets and compare them with the committed
           manifest; names every blob that differs
   check   decode the committed blobs and check hashes, formats and applets
-  gen     regenerate the Go constants from kernel-<arch>/manifest.json
+  gen     regenerate the Go files from kernel-<arch>/manifest.json: the
+          constants in kernel-<arch>/ and the wiring in kernel/assets_<arch>.go
 
 flags:
 `
@@ -128,7 +129,7 @@ func run(ctx context.Context, cmd string, o *options) error {
 			if err != nil {
 				return err
 			}
-			if err := writeGenerated(p.moduleDir(a), m); err != nil {
+			if err := writeGenerated(p.root, m); err != nil {
 				return err
 			}
 		}
