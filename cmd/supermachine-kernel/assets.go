@@ -17,7 +17,7 @@ import (
 
 func cmdInfo(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("info", "[-json]", stderr)
-	asJSON := fs.Bool("json", false, "print the manifest as JSON")
+	asJSON := fs.Bool("json", false, "print kernel.Manifest() as JSON: the schema of kernel.Info (extracted file names, modes, flat xz fields), not that of the arch module's manifest.json")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

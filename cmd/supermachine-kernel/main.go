@@ -27,7 +27,8 @@ const usage = `supermachine-kernel: the bundled microVM guest assets (kernel, bu
 
 usage:
   supermachine-kernel info [-json]
-        arch, versions, sizes and SHA-256 of the bundled assets
+        arch, versions, sizes and SHA-256 of the bundled assets (-json:
+        kernel.Info as JSON, whose schema is not manifest.json's)
   supermachine-kernel extract [DIR]
         write the kernel, busybox and agent into DIR (default: into the
         content-addressed cache) and print their paths
