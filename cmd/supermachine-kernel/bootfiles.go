@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/supermachine-go/supermachine-kernel/initramfs"
-	"github.com/supermachine-go/supermachine-kernel/internal/extract"
+	"github.com/supermachine-go/supermachine-kernel/internal/atomicfile"
 	"github.com/supermachine-go/supermachine-kernel/internal/rootfs"
 	"github.com/supermachine-go/supermachine-kernel/kernel"
 )
@@ -58,7 +58,7 @@ func cachedInitramfs(ctx context.Context, o initramfs.Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return path, extract.WriteBytes(ctx, path, b, 0o644)
+	return path, atomicfile.WriteFile(ctx, path, b, 0o644)
 }
 
 // busyboxRootVersion names what cachedBusyboxRoot puts in the image;

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,21 +15,8 @@ import (
 // with xz(1), or skips the test.
 func multiBlock(t testing.TB, src Source, blockSize string) Source {
 	t.Helper()
-	xzBin, err := exec.LookPath("xz")
-	if err != nil {
-		t.Skip("skipping: no xz in PATH to make a multi-block stream")
-	}
-	raw, err := Decode(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(xzBin, "--format=xz", "--check=crc64", "-T1", "--block-size="+blockSize, "--lzma2=preset=6,dict=2MiB", "-c")
-	cmd.Stdin = bytes.NewReader(raw)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	src.XZ = string(out)
+	_, packed := packPiece(t, src, int(src.Size), "--check=crc64", "-T1", "--block-size="+blockSize, "--lzma2=preset=6,dict=2MiB")
+	src.XZ = string(packed)
 	return src
 }
 
