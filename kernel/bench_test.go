@@ -36,7 +36,7 @@ func coldSource(a *Asset) extract.Source {
 func coldExtractAll(ctx context.Context, dir string) (Paths, error) {
 	return all(ctx, func(ctx context.Context, a *Asset) (string, error) {
 		p := filepath.Join(dir, a.File())
-		return p, extract.WriteFile(ctx, p, coldSource(a), true)
+		return p, extract.WriteFile(ctx, p, coldSource(a), a.Mode(), true)
 	})
 }
 
@@ -107,9 +107,10 @@ func BenchmarkColdExtractAll(b *testing.B) {
 
 		t0 = time.Now()
 		var wg sync.WaitGroup
-		for _, src := range blockSrcs {
+		for i, src := range blockSrcs {
+			a := Assets()[i]
 			wg.Go(func() {
-				if err := extract.WriteFile(ctx, filepath.Join(dir, "blocks", src.File), src, true); err != nil {
+				if err := extract.WriteFile(ctx, filepath.Join(dir, "blocks", a.File()), src, a.Mode(), true); err != nil {
 					b.Error(err)
 				}
 			})
@@ -163,7 +164,7 @@ func BenchmarkColdExtractOne(b *testing.B) {
 			b.SetBytes(a.Len())
 			for i := 0; b.Loop(); i++ {
 				p := filepath.Join(b.TempDir(), a.File())
-				if err := extract.WriteFile(context.Background(), p, coldSource(a), false); err != nil {
+				if err := extract.WriteFile(context.Background(), p, coldSource(a), a.Mode(), false); err != nil {
 					b.Fatal(err)
 				}
 			}

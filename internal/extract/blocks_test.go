@@ -37,10 +37,10 @@ func TestMultiBlock(t *testing.T) {
 		t.Fatalf("NewReader: %v", err)
 	}
 	dest := filepath.Join(t.TempDir(), "busybox")
-	if err := WriteFile(context.Background(), dest, src, false); err != nil {
+	if err := WriteFile(context.Background(), dest, src, testMode, false); err != nil {
 		t.Fatal(err)
 	}
-	assertFile(t, dest, src)
+	assertFile(t, dest, src, testMode)
 	// One block is one block.
 	if blocks, err := splitBlocks(busybox().XZ, busybox().Size); err != nil || len(blocks) != 1 {
 		t.Errorf("single block: %d blocks, %v", len(blocks), err)
@@ -55,7 +55,7 @@ func TestMultiBlockCorrupt(t *testing.T) {
 			t.Errorf("offset %d: Decode err = %v", off, err)
 		}
 		dir := t.TempDir()
-		if err := WriteFile(context.Background(), filepath.Join(dir, "busybox"), src, false); !errors.Is(err, ErrChecksum) {
+		if err := WriteFile(context.Background(), filepath.Join(dir, "busybox"), src, testMode, false); !errors.Is(err, ErrChecksum) {
 			t.Errorf("offset %d: WriteFile err = %v", off, err)
 		}
 		assertEmptyDir(t, dir)

@@ -20,8 +20,8 @@ const bufSize = 256 << 10
 // temporary file (tests use it to stop a writer mid-way).
 var testHookChunk func(tmp string, written int64)
 
-// WriteFile decodes src and writes it to dest atomically with mode
-// src.Mode, replacing a regular file already at dest. The parent directory
+// WriteFile decodes src and writes it to dest atomically with permission
+// bits mode, replacing a regular file already at dest. The parent directory
 // must exist unless mkdirParents is set, in which case it is created
 // (with mode 0755, as needed).
 //
@@ -36,7 +36,7 @@ var testHookChunk func(tmp string, written int64)
 // syscall.EROFS or fs.ErrPermission (read-only directory),
 // syscall.ENOSPC, ErrSymlink, syscall.EISDIR, ErrChecksum (and errors.As
 // finds the *ChecksumError), or ctx.Err().
-func WriteFile(ctx context.Context, dest string, src Source, mkdirParents bool) error {
+func WriteFile(ctx context.Context, dest string, src Source, mode fs.FileMode, mkdirParents bool) error {
 	fail := func(err error) error { return &fs.PathError{Op: "extract " + src.Name + " to", Path: dest, Err: err} }
 	if mkdirParents {
 		if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
@@ -46,7 +46,7 @@ func WriteFile(ctx context.Context, dest string, src Source, mkdirParents bool) 
 	if err := ctx.Err(); err != nil {
 		return fail(err)
 	}
-	f, err := atomicfile.Create(dest, src.Mode)
+	f, err := atomicfile.Create(dest, mode)
 	if err != nil {
 		return fail(err)
 	}
