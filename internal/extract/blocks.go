@@ -37,6 +37,15 @@ import (
 // measure or exercise the reference decoder alone.
 var fastPath = true
 
+// UseFastPath turns the fast path on or off for the whole process and
+// returns the previous setting. It exists for benchmarks that compare the
+// two decoders (kernel's BenchmarkColdExtractAll); nothing else changes it.
+// It must not be called while anything decodes.
+func UseFastPath(on bool) (was bool) {
+	was, fastPath = fastPath, on
+	return was
+}
+
 // decodeFast decodes and verifies src on the fast path. It returns the
 // bytes, or ctx's error, or (nil, nil) if the caller must use the
 // reference decoder: fast path off, Raw set, a stream it does not take,

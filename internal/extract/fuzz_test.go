@@ -8,6 +8,7 @@ import (
 	"io"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/ulikunitz/xz"
@@ -22,17 +23,35 @@ func packPiece(t testing.TB, src Source, n int, opts ...string) (raw []byte, pac
 	if err != nil {
 		t.Skip("skipping: no xz in PATH to pack the seeds")
 	}
-	all, err := Decode(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw = all[:n]
+	raw = decoded(t, src)[:n]
 	cmd := exec.Command(xzBin, append([]string{"--format=xz", "-c"}, opts...)...)
 	cmd.Stdin = bytes.NewReader(raw)
 	if packed, err = cmd.Output(); err != nil {
 		t.Fatal(err)
 	}
 	return raw, packed
+}
+
+var (
+	decodedMu sync.Mutex
+	decodedBy = map[string][]byte{} // by SHA-256
+)
+
+// decoded returns the decoded src, decoding each blob once per process
+// (under qemu-user a decode takes seconds).
+func decoded(t testing.TB, src Source) []byte {
+	t.Helper()
+	decodedMu.Lock()
+	defer decodedMu.Unlock()
+	if b, ok := decodedBy[src.SHA256]; ok {
+		return b
+	}
+	b, err := Decode(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decodedBy[src.SHA256] = b
+	return b
 }
 
 // seedStreams are pieces of the real blobs packed as the pipeline packs
