@@ -54,8 +54,8 @@ func TestFallback(t *testing.T) {
 
 // withReference runs f with the fast path off.
 func withReference(t testing.TB, f func()) {
-	fastPath = false
-	defer func() { fastPath = true }()
+	was := UseFastPath(false)
+	defer UseFastPath(was)
 	f()
 }
 
