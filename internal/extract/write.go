@@ -125,9 +125,3 @@ func copyVerified(ctx context.Context, f *atomicfile.File, src Source) error {
 		}
 	}
 }
-
-// WriteBytes is atomicfile.WriteFile: new code calls that. It remains for
-// internal/qemu's one call, and goes when that call moves over.
-func WriteBytes(ctx context.Context, dest string, data []byte, mode fs.FileMode) error {
-	return atomicfile.WriteFile(ctx, dest, data, mode)
-}
