@@ -265,8 +265,11 @@ func TestContextCancel(t *testing.T) {
 	}
 	pid := cmd.Pid()
 	cancel()
-	if err := cmd.Wait(); !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v", err)
+	// As with exec.CommandContext: the process is killed and Wait reports
+	// how it ended.
+	var ee *agent.ExitError
+	if err := cmd.Wait(); !errors.As(err, &ee) || ee.Signal() != "SIGKILL" {
+		t.Fatalf("err = %v, want signal: SIGKILL", err)
 	}
 	waitGone(t, pid)
 }

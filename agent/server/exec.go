@@ -68,8 +68,8 @@ func execError(err error, op, path string) *protocol.Error {
 	return e
 }
 
-// exec serves one exec request on st.
-func (s *Server) exec(ctx context.Context, st *yamux.Stream, req *protocol.ExecRequest) {
+// exec serves one exec request on st, a stream of sess.
+func (s *Server) exec(ctx context.Context, sess *yamux.Session, st *yamux.Stream, req *protocol.ExecRequest) {
 	fw := &frameWriter{w: st}
 	name := req.Path
 	if name == "" {
@@ -222,12 +222,24 @@ func (s *Server) exec(ctx context.Context, st *yamux.Stream, req *protocol.ExecR
 		return
 	}
 	s.debugf("exec %q: pid %d", req.Args, pid)
+	p := &proc{pid: pid}
+	exited := make(chan struct{}) // closed once the process has been waited for
+
+	// Standard input: one writer goroutine drains a bounded queue fed by
+	// the exec_stdin stream (or, from older clients, by stdin frames on
+	// this stream).
+	var sink *stdinSink
+	if stdinW != nil {
+		sink = newStdinSink(exited)
+		go sink.run(stdinW, ptmx != nil)
+		key := execKey{sess, st.StreamID()}
+		s.registerExec(key, sink)
+		defer s.unregisterExec(key)
+	}
 	if err := sendResponse(st, protocol.ExecStarted{Pid: pid}); err != nil {
 		// The client is gone already.
-		syscall.Kill(-pid, syscall.SIGKILL)
+		p.signal(syscall.SIGKILL)
 	}
-
-	p := &proc{pid: pid}
 
 	// Forward output.
 	var outWG sync.WaitGroup
@@ -239,37 +251,15 @@ func (s *Server) exec(ctx context.Context, st *yamux.Stream, req *protocol.ExecR
 		}()
 	}
 
-	// Read client frames: stdin, EOF, resize, signals. Stdin data goes
-	// through a queue so that a process not reading its stdin does not
-	// hold up signals and resizes.
-	stdinQ := make(chan []byte, 64)
-	if stdinW != nil {
-		go func() {
-			for b := range stdinQ {
-				if b == nil {
-					if ptmx != nil {
-						// EOF on a terminal is ^D at the start of a line.
-						ptmx.Write([]byte{4})
-						continue
-					}
-					stdinW.Close()
-					continue
-				}
-				if _, err := stdinW.Write(b); err != nil && ptmx == nil {
-					// The process closed its stdin; drop the rest.
-					stdinW.Close()
-				}
-			}
-			if ptmx == nil {
-				stdinW.Close()
-			}
-		}()
-	}
+	// Read the client's frames on this stream: resize, signal, and the end
+	// of the stream, which cancels the exec. Nothing here waits for the
+	// process: a signal is delivered even while the process does not read
+	// its input (only the in-band stdin frames of older clients wait for
+	// room in the stdin queue).
 	clientGone := make(chan struct{})
 	var protoErr error // a protocol violation by the client, reported instead of the exit
 	go func() {
 		defer close(clientGone)
-		defer close(stdinQ)
 		for {
 			t, b, err := protocol.ReadFrame(st, nil)
 			if err != nil {
@@ -281,32 +271,22 @@ func (s *Server) exec(ctx context.Context, st *yamux.Stream, req *protocol.ExecR
 				}
 				return
 			}
+			var ferr error
 			switch t {
-			case protocol.FrameStdin:
-				if stdinW != nil {
-					select {
-					case stdinQ <- b:
-					case <-ctx.Done():
-					}
-				}
-			case protocol.FrameStdinEOF:
-				if stdinW != nil {
-					stdinQ <- nil
-				}
+			case protocol.FrameStdin, protocol.FrameStdinEOF:
+				ferr = sink.frame(ctx, t, b)
 			case protocol.FrameResize:
 				rows, cols, _ := protocol.DecodeResize(b)
 				if ptmx != nil {
 					pty.Setsize(ptmx, &pty.Winsize{Rows: rows, Cols: cols})
 				}
 			case protocol.FrameSignal:
-				sig := unix.SignalNum(string(b))
-				if sig == 0 {
-					s.logf("exec pid %d: ignoring unknown signal %q", pid, b)
-					continue
-				}
-				p.signal(sig)
+				p.signal(syscall.Signal(protocol.SignalNumber(string(b))))
 			default:
-				protoErr = fmt.Errorf("%w: unexpected %v frame during exec", protocol.ErrMalformed, t)
+				ferr = fmt.Errorf("%w: unexpected %v frame during exec", protocol.ErrMalformed, t)
+			}
+			if ferr != nil {
+				protoErr = ferr
 				s.logf("exec pid %d: %v", pid, protoErr)
 				return
 			}
@@ -320,7 +300,6 @@ func (s *Server) exec(ctx context.Context, st *yamux.Stream, req *protocol.ExecR
 		defer t.Stop()
 		timeout = t.C
 	}
-	exited := make(chan struct{})
 	var timedOut bool
 	go func() {
 		select {
@@ -346,20 +325,30 @@ func (s *Server) exec(ctx context.Context, st *yamux.Stream, req *protocol.ExecR
 	close(exited)
 
 	// Forward the rest of the output; background processes may hold it
-	// open, so give up after a grace period.
+	// open, so give up after a grace period (or when the client or the
+	// session goes away).
+	grace := s.cfg.OutputGrace
+	if req.OutputGraceNS != 0 {
+		grace = time.Duration(req.OutputGraceNS)
+	}
+	var graceC <-chan time.Time
+	if grace > 0 {
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		graceC = t.C
+	}
 	outDone := make(chan struct{})
 	go func() { outWG.Wait(); close(outDone) }()
 	select {
 	case <-outDone:
-	case <-time.After(s.cfg.OutputGrace):
-		for _, f := range outputs {
-			f.Close()
-		}
-		<-outDone
+	case <-graceC:
+	case <-clientGone:
+	case <-ctx.Done():
 	}
 	for _, f := range outputs {
 		f.Close()
 	}
+	<-outDone
 	if ptmx != nil {
 		ptmx.Close()
 	}

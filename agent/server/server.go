@@ -74,6 +74,7 @@ type Server struct {
 	closed   bool
 	sessions map[*yamux.Session]struct{}
 	conns    map[io.Closer]struct{}
+	execs    map[execKey]*stdinSink // running execs with stdin, for exec_stdin
 }
 
 // ErrServerClosed is returned by the Serve methods after Close.
@@ -96,7 +97,8 @@ func New(cfg Config) *Server {
 	if cfg.OutputGrace == 0 {
 		cfg.OutputGrace = time.Second
 	}
-	return &Server{cfg: cfg, sessions: make(map[*yamux.Session]struct{}), conns: make(map[io.Closer]struct{})}
+	return &Server{cfg: cfg, sessions: make(map[*yamux.Session]struct{}), conns: make(map[io.Closer]struct{}),
+		execs: make(map[execKey]*stdinSink)}
 }
 
 func (s *Server) logf(format string, args ...any) {
@@ -377,7 +379,9 @@ func (s *Server) handleStream(sess *yamux.Session, st *yamux.Stream) {
 	}()
 	switch req.Method {
 	case protocol.MethodExec:
-		s.exec(ctx, st, req.Exec)
+		s.exec(ctx, sess, st, req.Exec)
+	case protocol.MethodExecStdin:
+		s.execStdin(ctx, sess, st, req.ExecStdin)
 	case protocol.MethodWriteFile:
 		s.writeFile(st, req.File)
 	case protocol.MethodReadFile:

@@ -91,6 +91,8 @@ func TestMalformedInput(t *testing.T) {
 		{"bad JSON", append(protocol.AppendFrameHeader(nil, protocol.FrameRequest, 5), "{nope"...), "malformed"},
 		{"unknown method", append(protocol.AppendFrameHeader(nil, protocol.FrameRequest, 19), `{"method":"launch"}`...), "unknown method"},
 		{"bad exec", append(protocol.AppendFrameHeader(nil, protocol.FrameRequest, 36), `{"method":"exec","exec":{"args":[]}}`...), "empty argv"},
+		{"relative path", append(protocol.AppendFrameHeader(nil, protocol.FrameRequest, 50), `{"method":"write_file","file":{"path":"etc/motd"}}`...), "not an absolute file path"},
+		{"exec_stdin of nothing", append(protocol.AppendFrameHeader(nil, protocol.FrameRequest, 49), `{"method":"exec_stdin","exec_stdin":{"stream":1}}`...), "no running exec"},
 		{"truncated", append(protocol.AppendFrameHeader(nil, protocol.FrameRequest, 100), "{"...), "truncated"},
 	}
 	for _, tt := range tests {
@@ -115,8 +117,17 @@ func TestMalformedInput(t *testing.T) {
 			if !strings.Contains(e.Message, tt.want) {
 				t.Fatalf("error %q, want %q", e.Message, tt.want)
 			}
-			if e.Code != protocol.CodeProtocol && e.Code != protocol.CodeUnknownMethod {
-				t.Fatalf("code %q", e.Code)
+			want := protocol.CodeProtocol
+			switch tt.name {
+			case "unknown method":
+				want = protocol.CodeUnknownMethod
+			case "bad exec", "relative path":
+				want = protocol.CodeInvalid
+			case "exec_stdin of nothing":
+				want = protocol.CodeNotFound
+			}
+			if e.Code != want {
+				t.Fatalf("code %q, want %q", e.Code, want)
 			}
 			// The server closes the stream after the error.
 			if _, _, err := protocol.ReadFrame(st, nil); err != io.EOF {

@@ -22,8 +22,8 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/supermachine-go/supermachine-kernel/agent"
 	"github.com/supermachine-go/supermachine-kernel/agent/pid1"
+	"github.com/supermachine-go/supermachine-kernel/agent/protocol"
 	"github.com/supermachine-go/supermachine-kernel/agent/server"
 	"golang.org/x/sys/unix"
 )
@@ -112,7 +112,7 @@ func run(logger *log.Logger, isInit bool) error {
 		}
 	}
 
-	scfg := server.Config{Version: agent.Version, Logf: logger.Printf}
+	scfg := server.Config{Version: protocol.AgentVersion, Logf: logger.Printf}
 	if cfg.debug {
 		scfg.Debugf = logger.Printf
 	}
@@ -165,7 +165,7 @@ func run(logger *log.Logger, isInit bool) error {
 	}
 	up := server.Uptime()
 	// Boot tests grep for this line.
-	fmt.Fprintf(logger.Writer(), "supermachine-agent %s ready (%s) uptime=%.3fs\n", agent.Version, strings.Join(served, ", "), up.Seconds())
+	fmt.Fprintf(logger.Writer(), "supermachine-agent %s ready (%s) uptime=%.3fs\n", protocol.AgentVersion, strings.Join(served, ", "), up.Seconds())
 	// Serve until every transport failed. As PID 1 that is fatal.
 	for range served {
 		err := <-errs
