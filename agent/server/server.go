@@ -182,7 +182,7 @@ func (s *Server) ServeConn(conn net.Conn) error {
 		return fmt.Errorf("handshake: %w", err)
 	}
 	conn.SetDeadline(time.Time{})
-	return s.serveSession(&skipHellos{ReadWriteCloser: conn}, false)
+	return s.serveSession(&skipHellos{ReadWriteCloser: conn}, false, nil)
 }
 
 // handshake runs the server side of the handshake on rw. With scan set
@@ -268,11 +268,15 @@ func (r *skipHellos) Read(p []byte) (int, error) {
 	}
 }
 
-// serveSession runs a yamux server session on conn until it ends.
-func (s *Server) serveSession(conn io.ReadWriteCloser, stream bool) error {
+// serveSession runs a yamux server session on conn until it ends. started,
+// if not nil, is called with the session before it serves.
+func (s *Server) serveSession(conn io.ReadWriteCloser, stream bool, started func(*yamux.Session)) error {
 	sess, err := yamux.Server(conn, s.yamuxConfig(stream))
 	if err != nil {
 		return err
+	}
+	if started != nil {
+		started(sess)
 	}
 	if !s.track(sess, true) {
 		sess.Close()
