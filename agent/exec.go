@@ -186,7 +186,10 @@ func (cmd *Cmd) start() error {
 		cmd.stdinSt = make(chan *yamux.Stream, 1)
 		go cmd.copyStdin()
 	}
-	go cmd.readLoop()
+	if len(cmd.outPipes) > 0 {
+		// The caller reads the pipes before Wait: deliver output now.
+		go cmd.readLoop()
+	}
 	return nil
 }
 
@@ -317,11 +320,20 @@ func (cmd *Cmd) Wait() error {
 }
 
 func (cmd *Cmd) wait() error {
+	if len(cmd.outPipes) == 0 {
+		// Without pipes nobody needs the output before Wait: read it
+		// here (flow control holds the process back meanwhile), which
+		// spares a goroutine switch on the way to the exit frame.
+		cmd.readLoop()
+	}
 	<-cmd.done
 	canceled := !cmd.stopCtx()
-	cmd.wmu.Lock()
-	cmd.st.Close()
-	cmd.wmu.Unlock()
+	// The agent has said all; our FIN can go out in the background.
+	go func() {
+		cmd.wmu.Lock()
+		cmd.st.Close()
+		cmd.wmu.Unlock()
+	}()
 	if cmd.stdinSt != nil {
 		// Unblock a stdin copy held up by flow control.
 		select {

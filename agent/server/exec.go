@@ -123,9 +123,10 @@ func (s *Server) exec(ctx context.Context, sess *yamux.Session, st *yamux.Stream
 	}
 
 	// Set up stdio. parent ends are read/written here, child ends are
-	// handed to the process and closed after the fork.
+	// handed to the process and closed after the fork; streams not
+	// attached are the server's shared /dev/null.
 	var (
-		childFiles []*os.File
+		fds        []uintptr // the child's stdin, stdout, stderr
 		closeAfter []*os.File
 		stdinW     io.WriteCloser // nil if stdin is not attached
 		outputs    []*os.File     // read ends, in frame order: stdout, stderr
@@ -136,13 +137,6 @@ func (s *Server) exec(ctx context.Context, sess *yamux.Session, st *yamux.Stream
 		for _, f := range closeAfter {
 			f.Close()
 		}
-	}
-	devNull := func() (*os.File, error) {
-		f, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-		if err == nil {
-			closeAfter = append(closeAfter, f)
-		}
-		return f, err
 	}
 	if req.TTY {
 		master, slave, err := pty.Open()
@@ -157,7 +151,8 @@ func (s *Server) exec(ctx context.Context, sess *yamux.Session, st *yamux.Stream
 		pty.Setsize(master, &pty.Winsize{Rows: rows, Cols: cols})
 		ptmx = master
 		closeAfter = append(closeAfter, slave)
-		childFiles = []*os.File{slave, slave, slave}
+		fd := slave.Fd()
+		fds = []uintptr{fd, fd, fd}
 		sys.Setctty = true
 		sys.Ctty = 0
 		if req.Stdin {
@@ -166,7 +161,12 @@ func (s *Server) exec(ctx context.Context, sess *yamux.Session, st *yamux.Stream
 		outputs = append(outputs, master)
 		outTypes = append(outTypes, protocol.FrameStdout)
 	} else {
-		childFiles = make([]*os.File, 3)
+		null, err := s.devNull()
+		if err != nil {
+			sendError(st, execError(err, "open", os.DevNull))
+			return
+		}
+		fds = []uintptr{null, null, null}
 		if req.Stdin {
 			r, w, err := os.Pipe()
 			if err != nil {
@@ -174,7 +174,7 @@ func (s *Server) exec(ctx context.Context, sess *yamux.Session, st *yamux.Stream
 				return
 			}
 			closeAfter = append(closeAfter, r)
-			childFiles[0], stdinW = r, w
+			fds[0], stdinW = r.Fd(), w
 		}
 		for i, attach := range []bool{req.Stdout, req.Stderr} {
 			if !attach {
@@ -189,23 +189,10 @@ func (s *Server) exec(ctx context.Context, sess *yamux.Session, st *yamux.Stream
 			// A bigger pipe means fewer, larger frames for bulk output.
 			unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 1<<20)
 			closeAfter = append(closeAfter, w)
-			childFiles[i+1] = w
+			fds[i+1] = w.Fd()
 			outputs = append(outputs, r)
 			outTypes = append(outTypes, []protocol.FrameType{protocol.FrameStdout, protocol.FrameStderr}[i])
 		}
-		for i, f := range childFiles {
-			if f == nil {
-				if childFiles[i], err = devNull(); err != nil {
-					cleanup()
-					sendError(st, execError(err, "open", os.DevNull))
-					return
-				}
-			}
-		}
-	}
-	fds := make([]uintptr, len(childFiles))
-	for i, f := range childFiles {
-		fds[i] = f.Fd()
 	}
 	attr := &syscall.ProcAttr{Dir: dir, Env: env, Files: fds, Sys: sys}
 	start := time.Now()
@@ -337,18 +324,20 @@ func (s *Server) exec(ctx context.Context, sess *yamux.Session, st *yamux.Stream
 		defer t.Stop()
 		graceC = t.C
 	}
-	outDone := make(chan struct{})
-	go func() { outWG.Wait(); close(outDone) }()
-	select {
-	case <-outDone:
-	case <-graceC:
-	case <-clientGone:
-	case <-ctx.Done():
+	if len(outputs) > 0 {
+		outDone := make(chan struct{})
+		go func() { outWG.Wait(); close(outDone) }()
+		select {
+		case <-outDone:
+		case <-graceC:
+		case <-clientGone:
+		case <-ctx.Done():
+		}
+		for _, f := range outputs {
+			f.Close()
+		}
+		<-outDone
 	}
-	for _, f := range outputs {
-		f.Close()
-	}
-	<-outDone
 	if ptmx != nil {
 		ptmx.Close()
 	}
@@ -378,6 +367,20 @@ func (s *Server) exec(ctx context.Context, sess *yamux.Session, st *yamux.Stream
 	}
 	b, _ := protocol.Marshal(res)
 	fw.write(protocol.FrameExit, b)
+}
+
+// devNull returns the server's descriptor of /dev/null (close-on-exec),
+// opened once and shared by every exec's detached streams.
+func (s *Server) devNull() (uintptr, error) {
+	s.nullOnce.Do(func() {
+		fd, err := unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
+		if err != nil {
+			s.nullErr = &os.PathError{Op: "open", Path: os.DevNull, Err: err}
+			return
+		}
+		s.nullFd = uintptr(fd)
+	})
+	return s.nullFd, s.nullErr
 }
 
 // proc is a started process whose group can be signalled until it exits.

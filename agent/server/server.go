@@ -75,6 +75,10 @@ type Server struct {
 	sessions map[*yamux.Session]struct{}
 	conns    map[io.Closer]struct{}
 	execs    map[execKey]*stdinSink // running execs with stdin, for exec_stdin
+
+	nullOnce sync.Once
+	nullFd   uintptr
+	nullErr  error
 }
 
 // ErrServerClosed is returned by the Serve methods after Close.
@@ -284,6 +288,13 @@ func (s *Server) serveSession(conn io.ReadWriteCloser, stream bool, started func
 	}
 	defer s.track(sess, false)
 	defer sess.Close()
+	// Every call of the session ends when the session does.
+	sessCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-sess.CloseChan()
+		cancel()
+	}()
 	for {
 		st, err := sess.AcceptStream()
 		if err != nil {
@@ -292,7 +303,7 @@ func (s *Server) serveSession(conn io.ReadWriteCloser, stream bool, started func
 			}
 			return err
 		}
-		go s.handleStream(sess, st)
+		go s.handleStream(sessCtx, sess, st)
 	}
 }
 
@@ -346,7 +357,7 @@ func (s *Server) Close() error {
 }
 
 // handleStream serves one RPC stream.
-func (s *Server) handleStream(sess *yamux.Session, st *yamux.Stream) {
+func (s *Server) handleStream(sessCtx context.Context, sess *yamux.Session, st *yamux.Stream) {
 	defer st.Close()
 	defer func() {
 		if r := recover(); r != nil {
@@ -372,15 +383,8 @@ func (s *Server) handleStream(sess *yamux.Session, st *yamux.Stream) {
 		return
 	}
 	s.debugf("stream %d: %s", st.StreamID(), req.Method)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(sessCtx)
 	defer cancel()
-	go func() {
-		select {
-		case <-sess.CloseChan():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	switch req.Method {
 	case protocol.MethodExec:
 		s.exec(ctx, sess, st, req.Exec)
