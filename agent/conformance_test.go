@@ -148,6 +148,25 @@ var conformance = []struct {
 			t.Fatalf("Signal after Wait = %v, want os.ErrProcessDone", err)
 		}
 	}},
+	{"Signal during Wait", func(t *testing.T, newCmd func(context.Context, string, ...string) conformCmd) {
+		cmd := newCmd(nil, "sleep", "60")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waited := make(chan error, 1)
+		go func() { waited <- cmd.Wait() }()
+		time.Sleep(100 * time.Millisecond) // Wait is blocked
+		within(t, 5*time.Second, "Signal during Wait", func() {
+			if err := cmd.Signal(syscall.SIGTERM); err != nil {
+				t.Error(err)
+			}
+		})
+		within(t, 10*time.Second, "Wait after SIGTERM", func() {
+			if _, sig, _, ok := exitOf(<-waited); !ok || sig != "SIGTERM" {
+				t.Error("Wait did not report SIGTERM")
+			}
+		})
+	}},
 	{"context cancel", func(t *testing.T, newCmd func(context.Context, string, ...string) conformCmd) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()

@@ -72,21 +72,22 @@ type Cmd struct {
 	ctx context.Context
 	c   *Client
 
-	started  bool
-	st       *yamux.Stream
-	stopCtx  func() bool
-	pid      int
-	wmu      sync.Mutex // serializes control frame writes
-	done     chan struct{}
-	readErr  error
-	copyErr  error // the first error of a Stdout or Stderr writer
-	exit     *protocol.ExitResult
-	closers  []io.Closer // pipe ends closed by Wait and by a failed Start
-	outPipes []io.Closer // pipe ends closed when the output ends
-	ownOut   map[io.Writer]bool
-	stdinSt  chan *yamux.Stream // the exec_stdin stream, once opened
-	waitMu   sync.Mutex
-	waited   bool
+	started    bool
+	st         *yamux.Stream
+	stopCtx    func() bool
+	pid        int
+	wmu        sync.Mutex // serializes control frame writes
+	done       chan struct{}
+	readErr    error
+	copyErr    error // the first error of a Stdout or Stderr writer
+	exit       *protocol.ExitResult
+	closers    []io.Closer // pipe ends closed by Wait and by a failed Start
+	outPipes   []io.Closer // pipe ends closed when the output ends
+	ownOut     map[io.Writer]bool
+	stdinSt    chan *yamux.Stream // the exec_stdin stream, once opened
+	waitMu     sync.Mutex
+	waitCalled bool
+	waited     bool // Wait returned
 }
 
 // Command returns a Cmd to run name with the given arguments in the guest.
@@ -311,12 +312,17 @@ func (cmd *Cmd) Wait() error {
 		return errors.New("agent: not started")
 	}
 	cmd.waitMu.Lock()
-	defer cmd.waitMu.Unlock()
-	if cmd.waited {
+	if cmd.waitCalled {
+		cmd.waitMu.Unlock()
 		return errors.New("agent: Wait was already called")
 	}
+	cmd.waitCalled = true
+	cmd.waitMu.Unlock()
+	err := cmd.wait()
+	cmd.waitMu.Lock()
 	cmd.waited = true
-	return cmd.wait()
+	cmd.waitMu.Unlock()
+	return err
 }
 
 func (cmd *Cmd) wait() error {
