@@ -43,7 +43,9 @@ package initramfs
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -173,6 +175,32 @@ func Script(o Options) (string, error) {
 		"Mounts": strings.Join(mounts, " "), "AgentArgs": strings.Join(c.AgentArgs, " "),
 	})
 	return b.String(), err
+}
+
+// layoutVersion names the archive layout writeCPIO produces; change it
+// whenever the layout changes, so ContentKey changes with it.
+const layoutVersion = "supermachine-initramfs newc v1"
+
+// ContentKey returns a hash (hex SHA-256) that identifies the bytes Build
+// would return for o, without building them, for caching a generated
+// initramfs by content. It covers the /init script the options produce,
+// the archive layout, the applet links and compression; the binaries are
+// given by their SHA-256 sums (o.Busybox and o.Agent are not read).
+func ContentKey(o Options, busyboxSHA256, agentSHA256 string) (string, error) {
+	if busyboxSHA256 == "" || agentSHA256 == "" {
+		return "", fmt.Errorf("%w: ContentKey needs the SHA-256 of busybox and of the agent", ErrBadOption)
+	}
+	// Script checks the binaries are present; their bytes do not enter
+	// the script.
+	o.Busybox, o.Agent = []byte{0}, []byte{0}
+	script, err := Script(o)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\napplets %s\ngzip %t\nbusybox %s\nagent %s\n%s",
+		layoutVersion, strings.Join(Applets, ","), o.Gzip, busyboxSHA256, agentSHA256, script)
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // Write writes the initramfs to w.

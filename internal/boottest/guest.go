@@ -140,19 +140,13 @@ type Guest struct {
 func Boot(ctx context.Context, im *Images, dir string, net bool, extraCmdline ...string) (*Guest, error) {
 	sock := filepath.Join(dir, "agent.sock")
 	cfg := qemu.Config{
-		Arch: im.Arch, Kernel: im.Kernel, Initrd: im.Initrd,
-		Cmdline:     qemu.CommandLine(im.Arch, qemu.KVMUsable(im.Arch), extraCmdline...),
+		Arch: im.Arch, Kernel: im.Kernel, Initrd: im.Initrd, Append: extraCmdline,
 		Disks:       []qemu.Disk{{Path: im.Root, ReadOnly: true}, {Path: im.Data}},
 		AgentSocket: sock, Net: net,
 	}
-	vm, err := qemu.Start(ctx, cfg)
+	vm, c, err := qemu.Boot(ctx, cfg)
 	if err != nil {
 		return nil, err
-	}
-	c, err := vm.ConnectAgent(ctx)
-	if err != nil {
-		vm.Kill()
-		return nil, fmt.Errorf("%w\n--- console ---\n%s", err, vm.Console())
 	}
 	return &Guest{VM: vm, Client: c, Ready: time.Since(vm.Started())}, nil
 }
