@@ -19,14 +19,18 @@ import (
 	"github.com/supermachine-go/supermachine-kernel/agent/server"
 )
 
-func startServer(t *testing.T) string {
+func startServer(t testing.TB) string {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "agent.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := server.New(server.Config{Version: agent.Version, Logf: t.Logf})
+	logf := t.Logf
+	if _, ok := t.(*testing.F); ok {
+		logf = func(string, ...any) {} // fuzz targets may not log through f
+	}
+	srv := server.New(server.Config{Version: agent.Version, Logf: logf})
 	done := make(chan struct{})
 	go func() { defer close(done); srv.Serve(l) }()
 	t.Cleanup(func() { srv.Close(); <-done })
@@ -35,7 +39,7 @@ func startServer(t *testing.T) string {
 
 // rawSession does the handshake by hand and returns a yamux client session,
 // so that tests can send what a real client never would.
-func rawSession(t *testing.T, sock string) *yamux.Session {
+func rawSession(t testing.TB, sock string) *yamux.Session {
 	t.Helper()
 	conn, err := net.Dial("unix", sock)
 	if err != nil {
