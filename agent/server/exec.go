@@ -208,6 +208,8 @@ func (s *Server) exec(ctx context.Context, sess *yamux.Session, st *yamux.Stream
 		sendError(st, execError(err, "exec", path))
 		return
 	}
+	s.running.Add(1)
+	defer s.running.Add(-1) // after the wait below
 	s.debugf("exec %q: pid %d", req.Args, pid)
 	p := &proc{pid: pid}
 	exited := make(chan struct{}) // closed once the process has been waited for

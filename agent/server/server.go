@@ -10,6 +10,7 @@ import (
 	"net"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -79,6 +80,8 @@ type Server struct {
 	nullOnce sync.Once
 	nullFd   uintptr
 	nullErr  error
+
+	running atomic.Int64 // execs whose process has not been waited for
 }
 
 // ErrServerClosed is returned by the Serve methods after Close.
@@ -354,6 +357,28 @@ func (s *Server) Close() error {
 		c.Close()
 	}
 	return nil
+}
+
+// Shutdown closes the server as Close does, which kills the process groups
+// of running execs, and waits until those processes have been waited for,
+// or until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.Close()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for s.running.Load() > 0 {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %d killed commands to exit: %w", s.running.Load(), ctx.Err())
+		}
+	}
+	return nil
+}
+
+// Running returns the number of exec'd processes not yet waited for.
+func (s *Server) Running() int {
+	return int(s.running.Load())
 }
 
 // handleStream serves one RPC stream.

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/supermachine-go/supermachine-kernel/agent/pid1"
 	"github.com/supermachine-go/supermachine-kernel/agent/protocol"
@@ -120,6 +121,25 @@ func run(logger *log.Logger, isInit bool) error {
 		scfg.Starter = reaper
 	}
 	srv := server.New(scfg)
+	shutdown := make(chan struct{})
+	if !isInit {
+		// Outside a VM (development, tests), SIGTERM and SIGINT end the
+		// agent, killing the commands it runs, instead of orphaning them.
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+		go func() {
+			sig := <-sigs
+			close(shutdown)
+			logger.Printf("%v: shutting down, killing %d running commands", sig, srv.Running())
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil {
+				logger.Printf("shutdown: %v", err)
+				os.Exit(1)
+			}
+			os.Exit(0)
+		}()
+	}
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)
@@ -172,5 +192,12 @@ func run(logger *log.Logger, isInit bool) error {
 		logger.Printf("%v", err)
 	}
 	wg.Wait()
+	select {
+	case <-shutdown:
+		// The transports ended because of the shutdown, which exits the
+		// process when it is done (within its 5 s deadline).
+		select {}
+	default:
+	}
 	return errors.New("every transport failed")
 }
