@@ -239,8 +239,11 @@ var conformance = []struct {
 			t.Error("second Wait succeeded")
 		}
 		failed := newCmd(nil, "no-such-program-xyz")
-		if failed.Start() == nil || failed.Start() == nil {
+		if err := failed.Start(); err == nil {
 			t.Error("Start of a missing program succeeded")
+		}
+		if err := failed.Start(); err == nil {
+			t.Error("second Start after a failed one succeeded")
 		}
 	}},
 	{"exit by signal", func(t *testing.T, newCmd func(context.Context, string, ...string) conformCmd) {
