@@ -232,3 +232,70 @@ func TestUnknownSignalIgnored(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// exec_stdin attaches one stream to a running exec's stdin: its data reaches
+// the process, a second attach is refused with busy, and one for a stream
+// without a running exec with stdin gets not_found.
+func TestExecStdinStream(t *testing.T) {
+	sess := rawSession(t, startServer(t))
+	st, err := sess.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	b, _ := protocol.Marshal(&protocol.Request{Method: protocol.MethodExec, Exec: &protocol.ExecRequest{
+		Args: []string{"cat"}, Stdin: true, Stdout: true}})
+	protocol.WriteFrame(st, protocol.FrameRequest, b)
+	if typ, p, err := protocol.ReadFrame(st, nil); err != nil || typ != protocol.FrameResponse {
+		t.Fatalf("exec: %v %q %v", typ, p, err)
+	}
+	attach := func(stream uint32) (*yamux.Stream, *protocol.Error) {
+		t.Helper()
+		in, err := sess.OpenStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := protocol.Marshal(&protocol.Request{Method: protocol.MethodExecStdin, ExecStdin: &protocol.ExecStdinRequest{Stream: stream}})
+		protocol.WriteFrame(in, protocol.FrameRequest, b)
+		typ, p, err := protocol.ReadFrame(in, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if typ == protocol.FrameError {
+			return in, protocol.DecodeError(p)
+		}
+		return in, nil
+	}
+	in, perr := attach(st.StreamID())
+	if perr != nil {
+		t.Fatalf("attach: %v", perr)
+	}
+	if _, perr := attach(st.StreamID()); perr == nil || perr.Code != protocol.CodeBusy {
+		t.Fatalf("second attach: %v, want code busy", perr)
+	}
+	if _, perr := attach(st.StreamID() + 2); perr == nil || perr.Code != protocol.CodeNotFound {
+		t.Fatalf("attach to no exec: %v, want code not_found", perr)
+	}
+	protocol.WriteFrame(in, protocol.FrameStdin, []byte("through the stdin stream\n"))
+	protocol.WriteFrame(in, protocol.FrameStdinEOF, nil)
+	in.Close()
+	var out bytes.Buffer
+	for {
+		typ, p, err := protocol.ReadFrame(st, nil)
+		if err != nil {
+			t.Fatalf("reading the exec stream: %v (output so far %q)", err, out.String())
+		}
+		if typ == protocol.FrameStdout {
+			out.Write(p)
+			continue
+		}
+		if typ != protocol.FrameExit {
+			t.Fatalf("unexpected %v frame", typ)
+		}
+		x, err := protocol.DecodeExit(p)
+		if err != nil || x.ExitCode != 0 || out.String() != "through the stdin stream\n" {
+			t.Fatalf("exit %+v %v, output %q", x, err, out.String())
+		}
+		return
+	}
+}
