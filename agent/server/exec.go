@@ -332,6 +332,16 @@ func (s *Server) exec(ctx context.Context, sess *yamux.Session, st *yamux.Stream
 		select {
 		case <-outDone:
 		case <-graceC:
+			// Stop waiting for the background writers, but forward what
+			// is in the pipes already.
+			for _, f := range outputs {
+				f.SetReadDeadline(time.Now())
+			}
+			select {
+			case <-outDone:
+			case <-clientGone:
+			case <-ctx.Done():
+			}
 		case <-clientGone:
 		case <-ctx.Done():
 		}
@@ -423,10 +433,46 @@ func pumpOutput(r *os.File, t protocol.FrameType, fw *frameWriter) {
 				return
 			}
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The output grace is over: forward what is buffered.
+			drainOutput(r, t, fw, buf)
+			return
+		}
 		if err != nil {
 			// EOF, or EIO from a pty whose slave side is closed.
 			return
 		}
+	}
+}
+
+// maxDrain bounds what drainOutput forwards: a pipe holds 1 MiB (the size
+// the server sets), more means a writer is still busy.
+const maxDrain = 1<<20 + outputChunk
+
+// drainOutput forwards the data buffered in r without waiting for more,
+// up to maxDrain bytes. buf is pumpOutput's buffer.
+func drainOutput(r *os.File, t protocol.FrameType, fw *frameWriter, buf []byte) {
+	r.SetReadDeadline(time.Time{})
+	rc, err := r.SyscallConn()
+	if err != nil {
+		return
+	}
+	for total := 0; total < maxDrain; {
+		var n int
+		var rerr error
+		// One non-blocking read(2); the raw conn keeps the descriptor
+		// open meanwhile even if the file is being closed.
+		if err := rc.Read(func(fd uintptr) bool {
+			n, rerr = unix.Read(int(fd), buf[protocol.HeaderSize:])
+			return true
+		}); err != nil || rerr != nil || n <= 0 {
+			return // closed, empty (EAGAIN) or at EOF
+		}
+		protocol.PutFrameHeader(buf, t, n)
+		if fw.writeRaw(buf[:protocol.HeaderSize+n]) != nil {
+			return
+		}
+		total += n
 	}
 }
 
