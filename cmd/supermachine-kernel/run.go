@@ -60,6 +60,10 @@ func runCommand(ctx context.Context, c *agent.Client, argv []string, tty bool, s
 		err = cmd.Wait()
 	}
 	restore()
+	if ctx.Err() != nil && err != nil {
+		// A -timeout, or an interrupt of the CLI: the agent killed it.
+		return 0, fmt.Errorf("%s: %w (the command was killed)", argv[0], ctx.Err())
+	}
 	var ee *agent.ExitError
 	if errors.As(err, &ee) {
 		if sig := ee.ProcessState.Signal(); sig != "" {

@@ -195,3 +195,17 @@ func TestExecTTYInteractive(t *testing.T) {
 			after.Lflag, after.Iflag, after.Oflag, before.Lflag, before.Iflag, before.Oflag)
 	}
 }
+
+// exec -timeout kills the command and says why.
+func TestExecTimeout(t *testing.T) {
+	dir := t.TempDir()
+	sock := startAgentFromSource(t, dir)
+	start := time.Now()
+	code, _, errs := runCLI(t, "exec", "-connect", "unix:"+sock, "-timeout", "500ms", "--", "sleep", "60")
+	if code != 1 || !strings.Contains(errs, "deadline exceeded") || !strings.Contains(errs, "killed") {
+		t.Fatalf("exec -timeout: code %d, stderr %q", code, errs)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("exec -timeout 500ms returned after %v", d)
+	}
+}
