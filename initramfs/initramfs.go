@@ -28,7 +28,8 @@
 // parameters override them:
 //
 //	supermachine.root=DEV            root image device (default /dev/vda)
-//	supermachine.rootfstype=TYPE     squashfs (default) or ext4
+//	supermachine.rootfstype=TYPE     squashfs (default), ext4, or virtiofs or 9p
+//	                                 (then supermachine.root is the share's tag)
 //	supermachine.overlay_size=SIZE   tmpfs upper size, e.g. 256m (default 50%)
 //	supermachine.upper=DEV           writable block device as the upper layer
 //	supermachine.upperfstype=TYPE    its filesystem (default ext4)
@@ -66,7 +67,7 @@ var initTmpl = template.Must(template.New("init").Parse(initScript))
 type Mount struct {
 	Source  string // device or filesystem source, e.g. /dev/vdb or a virtio-fs tag
 	Target  string // absolute path inside the new root
-	FSType  string // e.g. ext4, virtiofs, tmpfs
+	FSType  string // e.g. ext4, virtiofs, tmpfs; bind: Source is a path in the initramfs, e.g. /lower/DIR (a directory of the root image)
 	Options string // mount -o options, optional
 }
 
@@ -79,7 +80,7 @@ type Options struct {
 	Busybox, Agent []byte
 
 	Root        string  // root image device; default /dev/vda
-	RootFSType  string  // squashfs (default) or ext4
+	RootFSType  string  // squashfs (default), ext4, or virtiofs or 9p (Root is then the tag)
 	OverlaySize string  // tmpfs upper size (tmpfs size= syntax); default 50%
 	Upper       string  // writable block device for the upper layer; default: tmpfs
 	UpperFSType string  // filesystem of Upper; default ext4

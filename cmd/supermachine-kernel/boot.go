@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/supermachine-go/supermachine-kernel/initramfs"
+	"github.com/supermachine-go/supermachine-kernel/internal/guestassets"
 	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
 	"github.com/supermachine-go/supermachine-kernel/internal/rootfs"
 	"github.com/supermachine-go/supermachine-kernel/kernel"
@@ -74,7 +75,11 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	o.AgentArgs = agentArgs
-	initrdPath, err := cachedInitramfs(ctx, o)
+	set, err := guestassets.For(kernel.Arch)
+	if err != nil {
+		return err
+	}
+	initrdPath, err := cachedInitramfs(ctx, o, set)
 	if err != nil {
 		return err
 	}

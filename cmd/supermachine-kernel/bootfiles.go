@@ -10,6 +10,7 @@ import (
 
 	"github.com/supermachine-go/supermachine-kernel/initramfs"
 	"github.com/supermachine-go/supermachine-kernel/internal/extract"
+	"github.com/supermachine-go/supermachine-kernel/internal/guestassets"
 	"github.com/supermachine-go/supermachine-kernel/internal/rootfs"
 	"github.com/supermachine-go/supermachine-kernel/kernel"
 )
@@ -34,9 +35,9 @@ func bootCacheDir() (string, error) {
 }
 
 // cachedInitramfs returns the path of the agent initramfs for o built
-// from the bundled busybox and agent, building it on the first use.
-func cachedInitramfs(ctx context.Context, o initramfs.Options) (string, error) {
-	key, err := initramfs.ContentKey(o, kernel.Busybox.SHA256(), kernel.Agent.SHA256())
+// from the busybox and agent of set, building it on the first use.
+func cachedInitramfs(ctx context.Context, o initramfs.Options, set guestassets.Set) (string, error) {
+	key, err := initramfs.ContentKey(o, set.Busybox.SHA256, set.Agent.SHA256)
 	if err != nil {
 		return "", err
 	}
@@ -44,14 +45,14 @@ func cachedInitramfs(ctx context.Context, o initramfs.Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	path := filepath.Join(dir, "initramfs-"+key[:32]+".cpio")
+	path := filepath.Join(dir, "initramfs-"+set.Arch+"-"+key[:32]+".cpio")
 	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
 		return path, nil
 	}
-	if o.Busybox, err = kernel.Busybox.Bytes(); err != nil {
+	if o.Busybox, err = extract.Decode(set.Busybox); err != nil {
 		return "", err
 	}
-	if o.Agent, err = kernel.Agent.Bytes(); err != nil {
+	if o.Agent, err = extract.Decode(set.Agent); err != nil {
 		return "", err
 	}
 	b, err := initramfs.Build(o)
@@ -59,6 +60,16 @@ func cachedInitramfs(ctx context.Context, o initramfs.Options) (string, error) {
 		return "", err
 	}
 	return path, extract.WriteBytes(ctx, path, b, 0o644)
+}
+
+// cachedKernel returns the path of the verified kernel of set in the
+// asset cache.
+func cachedKernel(ctx context.Context, set guestassets.Set) (string, error) {
+	dir, err := kernel.DefaultCacheDir()
+	if err != nil {
+		return "", err
+	}
+	return extract.Cache{Dir: dir}.Path(ctx, set.Kernel)
 }
 
 // busyboxRootVersion names what cachedBusyboxRoot puts in the image;
