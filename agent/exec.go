@@ -204,7 +204,9 @@ func (cmd *Cmd) writeFrame(t protocol.FrameType, p []byte) error {
 }
 
 // copyStdin sends Stdin on an exec_stdin stream, so that a process that
-// does not read its input holds up only that stream.
+// does not read its input holds up only that stream. An agent older than
+// 0.2.0 does not know exec_stdin: the input then goes on the exec stream,
+// as those agents expect.
 func (cmd *Cmd) copyStdin() {
 	st, err := cmd.c.sess.OpenStream()
 	if err != nil {
@@ -218,17 +220,35 @@ func (cmd *Cmd) copyStdin() {
 	if protocol.WriteFrame(st, protocol.FrameRequest, b) != nil {
 		return
 	}
-	// The agent answers {} and closes the stream when the process exits,
-	// or answers an error: either way, stop sending.
-	go func() {
-		for {
-			t, _, err := protocol.ReadFrame(st, nil)
-			if err != nil || t != protocol.FrameResponse {
-				st.Close()
-				return
+	// Wait for the answer before sending: what an agent refuses must go
+	// elsewhere. The process runs meanwhile; its input waits in its pipe
+	// anyway.
+	var write func([]byte) error
+	err = readResponse(st, nil)
+	var ae *Error
+	switch {
+	case err == nil:
+		write = func(b []byte) error { _, err := st.Write(b); return err }
+		// The agent closes the stream when the process exits: stop
+		// sending then.
+		go func() {
+			for {
+				if _, _, err := protocol.ReadFrame(st, nil); err != nil {
+					st.Close()
+					return
+				}
 			}
+		}()
+	case errors.As(err, &ae) && ae.Code == protocol.CodeUnknownMethod:
+		write = func(b []byte) error {
+			cmd.wmu.Lock()
+			defer cmd.wmu.Unlock()
+			_, err := cmd.st.Write(b)
+			return err
 		}
-	}()
+	default:
+		return // the process is gone, or the connection
+	}
 	bp := stdinBufPool.Get().(*[]byte)
 	defer stdinBufPool.Put(bp)
 	buf := *bp
@@ -236,13 +256,14 @@ func (cmd *Cmd) copyStdin() {
 		n, err := cmd.Stdin.Read(buf[protocol.HeaderSize:])
 		if n > 0 {
 			protocol.PutFrameHeader(buf, protocol.FrameStdin, n)
-			if _, werr := st.Write(buf[:protocol.HeaderSize+n]); werr != nil {
+			if write(buf[:protocol.HeaderSize+n]) != nil {
 				return
 			}
 		}
 		if err != nil {
 			// End of input (or a read error): close the process's stdin.
-			protocol.WriteFrame(st, protocol.FrameStdinEOF, nil)
+			protocol.PutFrameHeader(buf, protocol.FrameStdinEOF, 0)
+			write(buf[:protocol.HeaderSize])
 			return
 		}
 	}
