@@ -138,20 +138,21 @@ func (p *pipeline) buildAgent(ctx context.Context, arch string) (*built, error) 
 	}, nil
 }
 
-// agentVersion reads `const Version = "x.y.z"` from agent/version.go.
+// agentVersion reads `const AgentVersion = "x.y.z"` from
+// agent/protocol/version.go.
 func agentVersion(root string) (string, error) {
-	path := filepath.Join(root, "agent", "version.go")
+	path := filepath.Join(root, "agent", "protocol", "version.go")
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", err
 	}
 	for _, l := range strings.Split(string(b), "\n") {
 		l = strings.TrimSpace(l)
-		if rest, ok := strings.CutPrefix(l, "const Version = "); ok {
+		if rest, ok := strings.CutPrefix(l, "const AgentVersion = "); ok {
 			return strings.Trim(rest, `"`), nil
 		}
 	}
-	return "", fmt.Errorf("%s: no `const Version = \"...\"` line", path)
+	return "", fmt.Errorf("%s: no `const AgentVersion = \"...\"` line", path)
 }
 
 func runCmd(ctx context.Context, dir string, env []string, name string, args ...string) error {
