@@ -210,7 +210,7 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		code = ee.ExitCode()
 		if sig := ee.ProcessState.Signal(); sig != "" {
 			fmt.Fprintf(stderr, "vmexec: %s killed by %s\n", filepath.Base(binary), sig)
-			code = 128 + int(unix.SignalNum(sig))
+			code = 128 + signalNumber(sig)
 		}
 		runErr = nil
 	}
