@@ -364,6 +364,10 @@ func (vm *VM) wait(ctx context.Context, phase string, ready <-chan struct{}, lim
 	const noteEvery = 5 * time.Second
 	phaseStart := time.Now()
 	nextNote := phaseStart.Add(noteEvery)
+	accelFail := vm.stderr.accelFail
+	if vm.accel == TCG {
+		accelFail = nil // such messages mean nothing under TCG; never spin on them
+	}
 	for {
 		select {
 		case <-ready:
@@ -379,10 +383,8 @@ func (vm *VM) wait(ctx context.Context, phase string, ready <-chan struct{}, lim
 			return vm.fail(phase, ErrExited, reason, vm.err)
 		case <-vm.stopped:
 			return vm.fail(phase, ErrStopped, "QEMU stopped the VM (run state "+vm.stopStatus+")", nil)
-		case <-vm.stderr.accelFail:
-			if vm.accel != TCG {
-				return vm.fail(phase, ErrStopped, "QEMU reported an accelerator error", nil)
-			}
+		case <-accelFail:
+			return vm.fail(phase, ErrStopped, "QEMU reported an accelerator error", nil)
 		case <-ctx.Done():
 			return fmt.Errorf("qemu: %s: %w", phase, ctx.Err())
 		case now := <-tick.C:
