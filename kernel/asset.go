@@ -123,13 +123,13 @@ func (a *Asset) NewReader() (io.Reader, error) {
 // fs.ErrPermission for a directory it cannot write, syscall.ENOSPC,
 // ErrChecksum.
 func (a *Asset) ExtractTo(dest string) error {
-	return extract.WriteFile(context.Background(), dest, a.source(), false)
+	return extract.WriteFile(context.Background(), dest, a.source(), a.Mode(), false)
 }
 
 // ExtractToWithParents is ExtractTo that first creates the missing parent
 // directories of dest (mode 0755, as os.MkdirAll).
 func (a *Asset) ExtractToWithParents(dest string) error {
-	return extract.WriteFile(context.Background(), dest, a.source(), true)
+	return extract.WriteFile(context.Background(), dest, a.source(), a.Mode(), true)
 }
 
 // Cached returns the path of the asset in the default cache (see Cache),
@@ -142,10 +142,7 @@ func (a *Asset) Cached(ctx context.Context) (string, error) {
 // Bytes has already made them (so that nothing decodes twice).
 func (a *Asset) source() extract.Source {
 	info := a.data.info
-	src := extract.Source{
-		Name: info.Name, File: info.File, Mode: info.Mode,
-		Size: info.Size, SHA256: info.SHA256, Derive: a.data.derive,
-	}
+	src := extract.Source{Name: info.Name, Size: info.Size, SHA256: info.SHA256, Derive: a.data.derive}
 	if a.data.xz != nil {
 		src.XZ = a.data.xz()
 	}

@@ -12,13 +12,13 @@ import (
 	"text/tabwriter"
 
 	"github.com/supermachine-go/supermachine-kernel/initramfs"
-	"github.com/supermachine-go/supermachine-kernel/internal/extract"
+	"github.com/supermachine-go/supermachine-kernel/internal/atomicfile"
 	"github.com/supermachine-go/supermachine-kernel/kernel"
 )
 
 func cmdInfo(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("info", "[-json]", stderr)
-	asJSON := fs.Bool("json", false, "print the manifest as JSON")
+	asJSON := fs.Bool("json", false, "print kernel.Manifest() as JSON: the schema of kernel.Info (extracted file names, modes, flat xz fields), not that of the arch module's manifest.json")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -135,7 +135,7 @@ func cmdInitramfs(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := extract.WriteBytes(context.Background(), *out, b, 0o644); err != nil {
+	if err := atomicfile.WriteFile(context.Background(), *out, b, 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: %d bytes\n", *out, len(b))

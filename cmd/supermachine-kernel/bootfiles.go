@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/supermachine-go/supermachine-kernel/initramfs"
+	"github.com/supermachine-go/supermachine-kernel/internal/atomicfile"
 	"github.com/supermachine-go/supermachine-kernel/internal/extract"
 	"github.com/supermachine-go/supermachine-kernel/internal/guestassets"
 	"github.com/supermachine-go/supermachine-kernel/internal/rootfs"
@@ -59,7 +60,7 @@ func cachedInitramfs(ctx context.Context, o initramfs.Options, set guestassets.S
 	if err != nil {
 		return "", err
 	}
-	return path, extract.WriteBytes(ctx, path, b, 0o644)
+	return path, atomicfile.WriteFile(ctx, path, b, 0o644)
 }
 
 // cachedKernel returns the path of the verified kernel of set in the
@@ -69,7 +70,7 @@ func cachedKernel(ctx context.Context, set guestassets.Set) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return extract.Cache{Dir: dir}.Path(ctx, set.Kernel)
+	return extract.Cache{Dir: dir}.Path(ctx, set.Kernel, set.KernelFile, 0o644)
 }
 
 // busyboxRootVersion names what cachedBusyboxRoot puts in the image;

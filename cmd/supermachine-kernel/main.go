@@ -28,7 +28,8 @@ const usage = `supermachine-kernel: the bundled microVM guest assets (kernel, bu
 
 usage:
   supermachine-kernel info [-json]
-        arch, versions, sizes and SHA-256 of the bundled assets
+        arch, versions, sizes and SHA-256 of the bundled assets (-json:
+        kernel.Info as JSON, whose schema is not manifest.json's)
   supermachine-kernel extract [DIR]
         write the kernel, busybox and agent (and on amd64 the ELF vmlinux
         derived from the bzImage) into DIR (default: into the

@@ -44,6 +44,14 @@ func TestInfo(t *testing.T) {
 	if m.Vmlinux != nil && m.Vmlinux.SHA256 != kernel.Vmlinux.SHA256() {
 		t.Errorf("info -json: vmlinux SHA-256 %s, want %s", m.Vmlinux.SHA256, kernel.Vmlinux.SHA256())
 	}
+	// The schema is kernel.Info's (documented there), not manifest.json's:
+	// the extracted file name, the mode as a number, flat xz fields.
+	var raw map[string]map[string]any
+	json.Unmarshal([]byte(out), &raw)
+	k := raw["kernel"]
+	if k["file"] != kernel.Kernel.File() || k["mode"] != float64(0o644) || k["xz_size"] == nil || k["xz"] != nil {
+		t.Errorf("info -json: kernel is %v, want kernel.Info's schema", k)
+	}
 }
 
 func TestExtractAndInitramfs(t *testing.T) {
@@ -101,9 +109,7 @@ func TestUsageErrors(t *testing.T) {
 // linux binary of the host arch) on a Unix socket.
 func TestExecUnix(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := runCLIOK(t, "extract", dir); err != nil {
-		t.Fatal(err)
-	}
+	runCLIOK(t, "extract", dir)
 	sock := filepath.Join(dir, "agent.sock")
 	a := exec.Command(filepath.Join(dir, "supermachine-agent"), "-listen-unix", sock, "-vsock-port", "0", "-serial-port", "")
 	if err := a.Start(); err != nil {
@@ -122,12 +128,12 @@ func TestExecUnix(t *testing.T) {
 	}
 }
 
-func runCLIOK(t *testing.T, args ...string) (string, error) {
-	code, out, errs := runCLI(t, args...)
-	if code != 0 {
+// runCLIOK runs the CLI and fails the test unless it exits 0.
+func runCLIOK(t *testing.T, args ...string) {
+	t.Helper()
+	if code, _, errs := runCLI(t, args...); code != 0 {
 		t.Fatalf("%q: exit %d: %s", args, code, errs)
 	}
-	return out, nil
 }
 
 // The README's main job: boot the bundled kernel and run a command.

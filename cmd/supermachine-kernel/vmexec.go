@@ -203,15 +203,16 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	code := 0
 	var ee *agent.ExitError
 	switch {
+	case runErr != nil && cctx.Err() != nil && ctx.Err() == nil:
+		// The agent killed it at the deadline (Wait then reports the kill).
+		runErr = fmt.Errorf("%s did not finish within -timeout %s", filepath.Base(binary), *timeout)
 	case errors.As(runErr, &ee):
 		code = ee.ExitCode()
 		if sig := ee.ProcessState.Signal(); sig != "" {
 			fmt.Fprintf(stderr, "vmexec: %s killed by %s\n", filepath.Base(binary), sig)
-			code = 128 + int(unix.SignalNum(sig))
+			code = 128 + signalNumber(sig)
 		}
 		runErr = nil
-	case runErr != nil && cctx.Err() != nil && ctx.Err() == nil:
-		runErr = fmt.Errorf("%s did not finish within -timeout %s", filepath.Base(binary), *timeout)
 	}
 	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer pcancel()

@@ -7,21 +7,20 @@ import (
 	"encoding/hex"
 	"hash"
 	"io"
-	"io/fs"
 	"strings"
 
 	"github.com/ulikunitz/xz"
 	"github.com/ulikunitz/xz/lzma"
 )
 
-// Source is one packed asset and what it must decode to.
+// Source is one packed asset and what it must decode to. It says nothing
+// of where or how the bytes are written: WriteFile and Cache.Path take
+// that (a path, a file name, a mode) beside it.
 type Source struct {
-	Name   string      // asset name for errors, e.g. "kernel"
-	File   string      // file name in the cache, e.g. "bzImage"
-	Mode   fs.FileMode // permission bits of written files, e.g. 0o644
-	XZ     string      // the xz stream: one stream, one block, plain LZMA2
-	Size   int64       // decoded length in bytes
-	SHA256 string      // hex SHA-256 of the decoded bytes
+	Name   string // asset name for errors, e.g. "kernel"
+	XZ     string // the xz stream: one stream of plain LZMA2 blocks
+	Size   int64  // decoded length in bytes
+	SHA256 string // hex SHA-256 of the decoded bytes
 
 	// Raw, if not nil, holds the already decoded bytes; writers use it
 	// instead of decoding XZ again. Raw is verified again before it is

@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/supermachine-go/supermachine-kernel/internal/extract"
+	"github.com/supermachine-go/supermachine-kernel/internal/atomicfile"
 	"github.com/supermachine-go/supermachine-kernel/kernel"
 )
 
@@ -232,7 +232,7 @@ func (m *memo) remember(bin, reason string) error {
 		return err
 	}
 	b, _ := json.MarshalIndent(v, "", "  ")
-	return extract.WriteBytes(context.Background(), m.path, append(b, '\n'), 0o644)
+	return atomicfile.WriteFile(context.Background(), m.path, append(b, '\n'), 0o644)
 }
 
 // forget drops the verdict from this process and from disk.

@@ -82,11 +82,12 @@ type BootError struct {
 	Console    string // the last lines of the guest console
 	QEMU       string // QEMU's messages, without register dumps
 	Err        error  // the underlying error, if any
+	certain    bool   // QEMU named the accelerator as the cause
 }
 
 func (e *BootError) Error() string {
 	var b strings.Builder
-	if e.AccelFault {
+	if e.certain {
 		fmt.Fprintf(&b, "%s cannot run this guest here: %s (%s)", accelName(e.Accel), e.Reason, e.Phase)
 	} else {
 		fmt.Fprintf(&b, "boot under %s: %s: %s", accelName(e.Accel), e.Phase, e.Reason)
@@ -364,6 +365,10 @@ func (vm *VM) wait(ctx context.Context, phase string, ready <-chan struct{}, lim
 	const noteEvery = 5 * time.Second
 	phaseStart := time.Now()
 	nextNote := phaseStart.Add(noteEvery)
+	accelFail := vm.stderr.accelFail
+	if vm.accel == TCG {
+		accelFail = nil // such messages mean nothing under TCG; never spin on them
+	}
 	for {
 		select {
 		case <-ready:
@@ -379,10 +384,8 @@ func (vm *VM) wait(ctx context.Context, phase string, ready <-chan struct{}, lim
 			return vm.fail(phase, ErrExited, reason, vm.err)
 		case <-vm.stopped:
 			return vm.fail(phase, ErrStopped, "QEMU stopped the VM (run state "+vm.stopStatus+")", nil)
-		case <-vm.stderr.accelFail:
-			if vm.accel != TCG {
-				return vm.fail(phase, ErrStopped, "QEMU reported an accelerator error", nil)
-			}
+		case <-accelFail:
+			return vm.fail(phase, ErrStopped, "QEMU reported an accelerator error", nil)
 		case <-ctx.Done():
 			return fmt.Errorf("qemu: %s: %w", phase, ctx.Err())
 		case now := <-tick.C:
@@ -411,9 +414,9 @@ func (vm *VM) fail(phase string, kind error, reason string, err error) *BootErro
 	}
 	switch {
 	case accelMsg != "":
-		e.AccelFault, e.Reason = true, accelMsg
+		e.AccelFault, e.certain, e.Reason = true, true, accelMsg
 	case vm.stopStatus == "internal-error":
-		e.AccelFault = true
+		e.AccelFault, e.certain = true, true
 	case !vm.console.seen():
 		// The guest never ran far enough to print: a guest that works
 		// under TCG and not here points at the accelerator.

@@ -155,3 +155,32 @@ func testVmlinuxEntry(t *testing.T, arch string, k *assetInfo, bz []byte) {
 		t.Error("missing vmlinux entry accepted")
 	}
 }
+
+// TestGeneratedCurrent checks that the committed generated Go files (the
+// arch modules' constants and the facade's wiring) are what gen makes
+// from the committed manifests: nothing in them is edited by hand.
+func TestGeneratedCurrent(t *testing.T) {
+	root := filepath.Join("..", "..")
+	for _, arch := range allArches {
+		m, err := readManifest(filepath.Join(root, "kernel-"+arch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, err := generated(root, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(files) != 2 {
+			t.Errorf("%s: %d generated files, want 2", arch, len(files))
+		}
+		for path, want := range files {
+			got, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s is not what go run ./tools/assets gen makes from %s/manifest.json: run it", path, "kernel-"+arch)
+			}
+		}
+	}
+}

@@ -42,8 +42,9 @@ commands:
           manifest; names every blob that differs
   check   decode the committed blobs and check hashes, formats and applets
   gen     recompute the derived entries of kernel-<arch>/manifest.json (the
-          amd64 vmlinux) from the committed kernel blob, then regenerate
-          the Go constants from the manifest
+          amd64 vmlinux) from the committed kernel blob, then regenerate the
+          Go files from the manifest: the constants in kernel-<arch>/ and the
+          wiring in kernel/assets_<arch>.go
 
 flags:
 `

@@ -71,7 +71,7 @@ func (p *pipeline) genArch(arch string) error {
 	if err := writeManifest(dir, m); err != nil {
 		return err
 	}
-	return writeGenerated(dir, m)
+	return writeGenerated(p.root, m)
 }
 
 // checkVmlinux checks that the kernel bz derives to the vmlinux the
