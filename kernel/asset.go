@@ -33,7 +33,7 @@ type AssetInfo struct {
 type assetData struct {
 	info   AssetInfo
 	xz     func() string
-	derive func() ([]byte, error)
+	derive func(size int64) ([]byte, error)
 }
 
 // An Asset is one embedded file: Kernel, Busybox or Agent, or one derived
@@ -142,9 +142,12 @@ func (a *Asset) Cached(ctx context.Context) (string, error) {
 // Bytes has already made them (so that nothing decodes twice).
 func (a *Asset) source() extract.Source {
 	info := a.data.info
-	src := extract.Source{Name: info.Name, Size: info.Size, SHA256: info.SHA256, Derive: a.data.derive}
+	src := extract.Source{Name: info.Name, Size: info.Size, SHA256: info.SHA256}
 	if a.data.xz != nil {
 		src.XZ = a.data.xz()
+	}
+	if derive := a.data.derive; derive != nil {
+		src.Derive = func() ([]byte, error) { return derive(info.Size) }
 	}
 	if raw := a.raw.Load(); raw != nil {
 		src.Raw = *raw

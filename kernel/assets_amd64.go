@@ -30,6 +30,19 @@ var kernelData = assetData{
 	},
 }
 
+// vmlinuxData is the kernel's ELF (x86-64, PVH entry) image: not embedded but
+// derived from the bzImage (see Vmlinux).
+var vmlinuxData = &assetData{
+	derive: deriveVmlinux,
+	info: AssetInfo{
+		Name: "vmlinux", File: "vmlinux", Mode: 0o644,
+		Size: assets.VmlinuxSize, SHA256: assets.VmlinuxSHA256,
+		Version: assets.KernelVersion, Format: assets.VmlinuxFormat,
+		Source: "the LZ4 payload of the bzImage, decoded on demand (not embedded)", Builder: assets.KernelBuilder,
+		ConfigSHA256: assets.KernelConfigSHA256,
+	},
+}
+
 // busyboxData is the busybox (static ELF), extracted as busybox.
 var busyboxData = assetData{
 	xz: assets.BusyboxXZ,

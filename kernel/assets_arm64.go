@@ -30,6 +30,10 @@ var kernelData = assetData{
 	},
 }
 
+// vmlinuxData is nil: the Image is already uncompressed, and
+// Vmlinux is Kernel.
+var vmlinuxData *assetData
+
 // busyboxData is the busybox (static ELF), extracted as busybox.
 var busyboxData = assetData{
 	xz: assets.BusyboxXZ,

@@ -21,3 +21,5 @@ const (
 )
 
 var kernelData, busyboxData, agentData assetData
+
+var vmlinuxData *assetData

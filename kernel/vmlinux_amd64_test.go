@@ -86,7 +86,7 @@ func corruptVmlinux(t testing.TB, damage bool, sha string) *Asset {
 	if sha != "" {
 		info.SHA256 = sha
 	}
-	return &Asset{data: assetData{info: info, derive: func() ([]byte, error) {
+	return &Asset{data: assetData{info: info, derive: func(int64) ([]byte, error) {
 		bz, err := extract.Decode(coldSource(Kernel))
 		if err != nil {
 			return nil, err
@@ -159,7 +159,7 @@ func BenchmarkVmlinuxCold(b *testing.B) {
 	var derive, xz time.Duration
 	for b.Loop() {
 		t0 := time.Now()
-		a := &Asset{data: assetData{info: Vmlinux.Info(), derive: func() ([]byte, error) {
+		a := &Asset{data: assetData{info: Vmlinux.Info(), derive: func(int64) ([]byte, error) {
 			bz, err := extract.Decode(coldSource(Kernel))
 			if err != nil {
 				return nil, err
