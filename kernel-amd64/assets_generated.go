@@ -13,13 +13,13 @@ const SourceDateEpoch = 1735689600
 // The kernel: bzImage, version 6.12.117.
 const (
 	// KernelSize is the decoded size of kernel.xz in bytes.
-	KernelSize = 4174848
+	KernelSize = 7296000
 	// KernelSHA256 is the SHA-256 of the decoded kernel, in hex.
-	KernelSHA256 = "957c2bc69877bc21cb0e30d1b74a69bfee516a301d53a7e2c150921abefd1368"
+	KernelSHA256 = "08d3016050010e4faa67ae3d4b49a7bd6feeb2e6ddb7c9c74977f98f4b1ca04c"
 	// KernelXZSize is the size of kernel.xz as embedded.
-	KernelXZSize = 3607156
+	KernelXZSize = 5736944
 	// KernelXZSHA256 is the SHA-256 of kernel.xz as embedded, in hex.
-	KernelXZSHA256 = "52f090bb9ba23792eb8e1667f7a9af05160a677f8086d7eb81a2a43618926762"
+	KernelXZSHA256 = "3b2d79f1de5135b7c76c670f21a26c66d3ba61947023c38908a639b3e79dddf7"
 	// KernelVersion is the kernel release (uname -r).
 	KernelVersion = "6.12.117"
 	// KernelFormat is the file format.
@@ -29,17 +29,17 @@ const (
 	// KernelBuilder is the compiler or distribution that made it.
 	KernelBuilder = "gcc 12.2.0"
 	// KernelXZSettings are the xz(1) options kernel.xz was packed with (xz (XZ Utils) 5.4.1).
-	KernelXZSettings = "--format=xz --check=crc64 -T1 --lzma2=preset=9e,dict=4MiB"
+	KernelXZSettings = "--format=xz --check=crc64 -T1 --lzma2=preset=9e,dict=8MiB"
 	// KernelConfigSHA256 is the SHA-256 of the kernel .config (kernel.config).
-	KernelConfigSHA256 = "048ca95504443d87f798ddffec87059dcd33715e526fd27e97f706de33dbf33a"
+	KernelConfigSHA256 = "1ba51c3bf4c72a8eec37f7be4baefb47d1f290af678eb89c2e529f0bede740e1"
 )
 
 // The vmlinux: the kernel as an ELF (x86-64, PVH entry) image, from the LZ4 payload of the bzImage, decoded on demand (not embedded).
 const (
 	// VmlinuxSize is the length of the derived vmlinux in bytes.
-	VmlinuxSize = 16341072
+	VmlinuxSize = 21681764
 	// VmlinuxSHA256 is the SHA-256 of the derived vmlinux, in hex.
-	VmlinuxSHA256 = "35ccdf942dc6f227d59291c195a584246dcbdf8d1807c2ce053965f70d733a71"
+	VmlinuxSHA256 = "e6f22b6c270ec3d47440f2bf6a95cb7916ec53a1d0a84818f72d3797a9ad3185"
 	// VmlinuxFormat is the file format.
 	VmlinuxFormat = "ELF (x86-64, PVH entry)"
 )

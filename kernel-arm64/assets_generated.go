@@ -13,13 +13,13 @@ const SourceDateEpoch = 1735689600
 // The kernel: Image, version 6.12.117.
 const (
 	// KernelSize is the decoded size of kernel.xz in bytes.
-	KernelSize = 7809032
+	KernelSize = 11513864
 	// KernelSHA256 is the SHA-256 of the decoded kernel, in hex.
-	KernelSHA256 = "a654dcaffcb32e07d7793712612986bc3a5e4aa5d84399b22e846d0c80930776"
+	KernelSHA256 = "1e1677859b9c430c163fc5ebd9c84aa45bee017189b165e02323b67b8f476634"
 	// KernelXZSize is the size of kernel.xz as embedded.
-	KernelXZSize = 2662360
+	KernelXZSize = 3678352
 	// KernelXZSHA256 is the SHA-256 of kernel.xz as embedded, in hex.
-	KernelXZSHA256 = "6719bc573c9dd8b58600e43130ec516537e7c6e00a1ed94f95c0c2678a26b06d"
+	KernelXZSHA256 = "c1930cab1805cb74e85b15c1ae50c5c1101853236dcea3515779f53c0690175c"
 	// KernelVersion is the kernel release (uname -r).
 	KernelVersion = "6.12.117"
 	// KernelFormat is the file format.
@@ -29,9 +29,9 @@ const (
 	// KernelBuilder is the compiler or distribution that made it.
 	KernelBuilder = "aarch64-linux-gnu-gcc 12.2.0"
 	// KernelXZSettings are the xz(1) options kernel.xz was packed with (xz (XZ Utils) 5.4.1).
-	KernelXZSettings = "--format=xz --check=crc64 -T1 --lzma2=preset=9e,dict=8MiB"
+	KernelXZSettings = "--format=xz --check=crc64 -T1 --lzma2=preset=9e,dict=16MiB"
 	// KernelConfigSHA256 is the SHA-256 of the kernel .config (kernel.config).
-	KernelConfigSHA256 = "78af135ea01e0f74be4983236beea27d8cffd46c43ff584a5dd125b47f06f16f"
+	KernelConfigSHA256 = "059117ae3bfd9f9aa9d6081b68d6e38080009acd8fe0270ef0ede00976b2d6d4"
 )
 
 //go:embed kernel.xz

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,9 +39,30 @@ var initRE = regexp.MustCompile(`BOOTTEST-INIT uptime=([0-9.]+)`)
 // reads busybox from it). The "init" variants boot to a busybox /init that prints its
 // uptime and ends the guest: the same measurement for the bundled kernel
 // and for Debian's cloud kernel, the anchor.
+//
+// The "agent-mitigations-off" variants boot with mitigations=off. With
+// SUPERMACHINE_COMPARE_KERNEL_AMD64 (or _ARM64) naming another kernel image
+// of that arch, "agent-compare" boots it with the same initramfs and root,
+// so two kernels are compared in one run; for the kernel of an earlier
+// commit:
+//
+//	git show c218b28:kernel-amd64/kernel.xz | xz -dc > /tmp/old-amd64
+//	SUPERMACHINE_COMPARE_KERNEL_AMD64=/tmp/old-amd64 go test -run '^$' -bench 'BenchmarkBoot/amd64/agent' -benchtime 10x ./internal/boottest/
+//
+// The agent variants also report the guest memory in use when the agent
+// is ready (MemTotal - MemFree, 256 MiB guest).
 func BenchmarkBoot(b *testing.B) {
 	for _, arch := range []string{"amd64", "arm64"} {
-		b.Run(arch+"/agent", func(b *testing.B) { benchAgentBoot(b, arch) })
+		b.Run(arch+"/agent", func(b *testing.B) { benchAgentBoot(b, arch, "") })
+		b.Run(arch+"/agent-mitigations-off", func(b *testing.B) { benchAgentBoot(b, arch, "", "mitigations=off") })
+		b.Run(arch+"/agent-compare", func(b *testing.B) {
+			env := "SUPERMACHINE_COMPARE_KERNEL_" + strings.ToUpper(arch)
+			k := os.Getenv(env)
+			if k == "" {
+				b.Skipf("set %s to a kernel image to compare with", env)
+			}
+			benchAgentBoot(b, arch, k)
+		})
 	}
 	b.Run("amd64/init", func(b *testing.B) { benchInitBoot(b, "amd64", "") })
 	b.Run("amd64/init-debian-cloud", func(b *testing.B) {
@@ -56,7 +78,9 @@ func BenchmarkBoot(b *testing.B) {
 	})
 }
 
-func benchAgentBoot(b *testing.B, arch string) {
+// benchAgentBoot boots the agent guest of arch b.N times, with
+// kernelPath (default: the bundled kernel) and extra command-line words.
+func benchAgentBoot(b *testing.B, arch, kernelPath string, extraCmdline ...string) {
 	needToolsB(b, arch)
 	ctx := context.Background()
 	dir := b.TempDir()
@@ -64,11 +88,14 @@ func benchAgentBoot(b *testing.B, arch string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var ready, wall []float64
+	if kernelPath != "" {
+		im.Kernel = kernelPath
+	}
+	var ready, wall, mem []float64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		bctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		g, err := Boot(bctx, im, dir, false)
+		g, err := Boot(bctx, im, dir, false, extraCmdline...)
 		if err != nil {
 			cancel()
 			b.Fatal(err)
@@ -77,6 +104,11 @@ func benchAgentBoot(b *testing.B, arch string) {
 			b.Fatal(err)
 		}
 		wall = append(wall, float64(time.Since(g.VM.Started()).Microseconds())/1000)
+		used, err := memUsedMiB(bctx, g)
+		if err != nil {
+			b.Fatal(err)
+		}
+		mem = append(mem, used)
 		m := readyRE.FindStringSubmatch(g.VM.Console())
 		g.Close()
 		cancel()
@@ -89,6 +121,29 @@ func benchAgentBoot(b *testing.B, arch string) {
 	b.StopTimer()
 	report(b, "ready-uptime", ready)
 	report(b, "first-exec-wall", wall)
+	s := slices.Clone(mem)
+	slices.Sort(s)
+	b.ReportMetric(s[len(s)/2], "mem-used-MiB")
+}
+
+// memUsedMiB is MemTotal - MemFree of the guest, in MiB.
+func memUsedMiB(ctx context.Context, g *Guest) (float64, error) {
+	out, err := g.Shell(ctx, "cat /proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	kb := map[string]float64{}
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 2 {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			kb[strings.TrimSuffix(f[0], ":")] = v
+		}
+	}
+	if kb["MemTotal"] == 0 {
+		return 0, fmt.Errorf("no MemTotal in /proc/meminfo: %q", out)
+	}
+	return (kb["MemTotal"] - kb["MemFree"]) / 1024, nil
 }
 
 // benchInitBoot boots kernel (default: the bundled one of arch) into a

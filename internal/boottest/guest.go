@@ -56,7 +56,7 @@ type Images struct {
 
 // MakeImages writes the boot files for arch into dir. vsockClient, if not
 // empty, is a static binary put at /bin/vsockexec in the root image.
-// squashfsComp is the root image's compression, xz or zstd; empty means xz
+// squashfsComp is the root image's compression (see rootfs.Squashfs); empty means xz
 // on amd64 and zstd on arm64, so the boot tests prove both.
 func MakeImages(ctx context.Context, arch, dir string, vsockClient []byte, squashfsComp string) (*Images, error) {
 	kb, bb, ab := assetsOf(arch)
@@ -95,7 +95,8 @@ func MakeImages(ctx context.Context, arch, dir string, vsockClient []byte, squas
 	if err := rootfs.WriteBusyboxTree(tree, im.Busybox, files); err != nil {
 		return nil, err
 	}
-	// The kernel reads squashfs with xz or zstd (no zlib).
+	// The root image: xz on amd64, zstd on arm64 (the workload tests
+	// mount gzip, lz4 and lzo images).
 	comp := "xz"
 	if arch == "arm64" {
 		comp = "zstd"

@@ -67,10 +67,13 @@ func WriteBusyboxTree(dir string, busybox []byte, files map[string][]byte) error
 var ErrNoMksquashfs = errors.New("mksquashfs not found: install the Debian package squashfs-tools")
 
 // Squashfs packs tree into a squashfs image at out, owned by root,
-// compressed with comp: xz or zstd (what the bundled kernel reads).
+// compressed with comp: xz, zstd, gzip, lz4 or lzo (what the bundled
+// kernel reads).
 func Squashfs(ctx context.Context, tree, out, comp string) error {
-	if comp != "xz" && comp != "zstd" {
-		return fmt.Errorf("rootfs: squashfs compression %q: the kernel reads xz and zstd", comp)
+	switch comp {
+	case "xz", "zstd", "gzip", "lz4", "lzo":
+	default:
+		return fmt.Errorf("rootfs: squashfs compression %q: the kernel reads xz, zstd, gzip, lz4 and lzo", comp)
 	}
 	if _, err := exec.LookPath("mksquashfs"); err != nil {
 		return ErrNoMksquashfs

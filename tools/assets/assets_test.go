@@ -5,7 +5,10 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -180,6 +183,81 @@ func TestGeneratedCurrent(t *testing.T) {
 			}
 			if !bytes.Equal(got, want) {
 				t.Errorf("%s is not what go run ./tools/assets gen makes from %s/manifest.json: run it", path, "kernel-"+arch)
+			}
+		}
+	}
+}
+
+// The committed kernel configs pass Docker's check-config.sh list: no
+// "Generally Necessary" flag missing, every optional one set or omitted
+// with a reason.
+func TestDockerCheckConfigCommitted(t *testing.T) {
+	for _, arch := range allArches {
+		cfg, err := os.ReadFile(filepath.Join("..", "..", "kernel-"+arch, "kernel.config"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkDockerConfig(string(cfg)); err != nil {
+			t.Errorf("kernel-%s/kernel.config: %v", arch, err)
+		}
+		r := dockerCheckConfig(string(cfg))
+		t.Logf("%s: %d/%d necessary, %d/%d optional set", arch, r.Necessary-len(r.MissingNecessary), r.Necessary,
+			r.Optional-len(r.MissingOptional), r.Optional)
+	}
+}
+
+func TestDockerCheckConfigRejects(t *testing.T) {
+	cfg := "CONFIG_NAMESPACES=y\nCONFIG_NET_NS=m\n# CONFIG_VETH is not set\nCONFIG_BTRFS_FS=y\n"
+	r := dockerCheckConfig(cfg)
+	if len(r.MissingNecessary) != len(dockerNecessary)-2 || slices.Contains(r.MissingNecessary, "NET_NS") || !slices.Contains(r.MissingNecessary, "VETH") {
+		t.Errorf("missing necessary = %q", r.MissingNecessary)
+	}
+	err := checkDockerConfig(cfg)
+	for _, want := range []string{"Generally Necessary", "VETH", "neither set nor omitted", "VXLAN", "omitted are set: BTRFS_FS"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("checkDockerConfig error %v lacks %q", err, want)
+		}
+	}
+}
+
+// DockerCheckConfigEnv names Docker's check-config.sh (from Debian's
+// docker.io package: apt-get download docker.io; dpkg-deb -x docker.io_*.deb
+// d; d/usr/share/docker.io/contrib/check-config.sh). With it set, the real
+// script runs on the committed configs and must agree with the Go list.
+const dockerCheckConfigEnv = "SUPERMACHINE_DOCKER_CHECK_CONFIG"
+
+func TestDockerCheckConfigScript(t *testing.T) {
+	script := os.Getenv(dockerCheckConfigEnv)
+	if script == "" {
+		t.Skipf("set %s to Docker's check-config.sh to run it", dockerCheckConfigEnv)
+	}
+	flag := regexp.MustCompile(`(?m)^\s*- CONFIG_([A-Z0-9_]+): (enabled|missing)`)
+	for _, arch := range allArches {
+		cfgPath := filepath.Join("..", "..", "kernel-"+arch, "kernel.config")
+		out, _ := exec.Command("bash", script, cfgPath).CombinedOutput()
+		text := regexp.MustCompile("\x1b\\[[0-9;]*m").ReplaceAllString(string(out), "")
+		nec, opt, ok := strings.Cut(text, "\nOptional Features:")
+		if !ok || !strings.Contains(nec, "Generally Necessary:") {
+			t.Fatalf("%s: unexpected check-config.sh output:\n%s", arch, text)
+		}
+		var scriptNec []string
+		for _, m := range flag.FindAllStringSubmatch(nec, -1) {
+			scriptNec = append(scriptNec, m[1])
+			if m[2] == "missing" {
+				t.Errorf("%s: check-config.sh: Generally Necessary CONFIG_%s missing", arch, m[1])
+			}
+		}
+		if strings.Join(scriptNec, " ") != strings.Join(dockerNecessary, " ") {
+			t.Errorf("%s: the script checks %q as necessary, the Go list has %q", arch, scriptNec, dockerNecessary)
+		}
+		cfg, _ := os.ReadFile(cfgPath)
+		r := dockerCheckConfig(string(cfg))
+		for _, m := range flag.FindAllStringSubmatch(opt, -1) {
+			if !slices.Contains(dockerOptional, m[1]) {
+				t.Errorf("%s: the script checks optional CONFIG_%s, the Go list does not", arch, m[1])
+			}
+			if (m[2] == "missing") != slices.Contains(r.MissingOptional, m[1]) {
+				t.Errorf("%s: the script says CONFIG_%s is %s; the Go check disagrees", arch, m[1], m[2])
 			}
 		}
 	}

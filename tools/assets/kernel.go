@@ -174,6 +174,9 @@ func (p *pipeline) buildKernel(ctx context.Context, arch string) (*built, error)
 		return nil, fmt.Errorf("the kernel configuration lost %d wanted option(s); Kconfig drops options whose dependencies are missing:\n  %s",
 			len(missing), strings.Join(missing, "\n  "))
 	}
+	if err := checkDockerConfig(string(cfg)); err != nil {
+		return nil, fmt.Errorf("%s kernel configuration: %w", arch, err)
+	}
 	cur, _ := os.ReadFile(filepath.Join(obj, ".config"))
 	if !bytes.Equal(cur, cfg) {
 		if err := os.Rename(newCfg, filepath.Join(obj, ".config")); err != nil {

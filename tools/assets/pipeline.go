@@ -167,6 +167,13 @@ func (p *pipeline) checkCommitted(arches []string) error {
 			if err := checkAsset(arch, a.Name, data, p.pins.Busybox.RequiredApplets); err != nil {
 				return fmt.Errorf("%s/%s: %w", arch, a.File, err)
 			}
+			if a.ConfigFile != "" {
+				if err := checkKernelConfig(filepath.Join(dir, a.ConfigFile), a.ConfigSHA256); err != nil {
+					return fmt.Errorf("%s/%s: %w", arch, a.ConfigFile, err)
+				}
+				logf("%s/%s: ok (Docker's check-config.sh: 0 of %d \"Generally Necessary\" missing; optional ones set or omitted with a reason)",
+					arch, a.ConfigFile, len(dockerNecessary))
+			}
 			logf("%s/%s: ok (%d bytes, sha256 %s)", arch, a.File, a.Size, a.SHA256)
 			if a.Name == "kernel" {
 				if err := checkVmlinux(arch, a, data); err != nil {
@@ -176,4 +183,17 @@ func (p *pipeline) checkCommitted(arches []string) error {
 		}
 	}
 	return nil
+}
+
+// checkKernelConfig checks a committed kernel config: its SHA-256 is the
+// manifest's, and it passes Docker's checklist (checkDockerConfig).
+func checkKernelConfig(path, sum string) error {
+	cfg, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if got := sha256Hex(cfg); got != sum {
+		return fmt.Errorf("SHA-256 %s, manifest says %s", got, sum)
+	}
+	return checkDockerConfig(string(cfg))
 }
