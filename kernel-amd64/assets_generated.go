@@ -78,18 +78,18 @@ var busyboxXZ string
 // BusyboxXZ returns busybox.xz: the busybox, xz-packed.
 func BusyboxXZ() string { return busyboxXZ }
 
-// The agent: static ELF, version 0.1.0.
+// The agent: static ELF, version 0.2.0.
 const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
-	AgentSize = 3276926
+	AgentSize = 3317886
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "7202432faf9519268845db78e70c1bc897fcfaa4a40a72b4bb593fa9c337de9b"
+	AgentSHA256 = "f76ae830e004df4df219e1bbdb1675cf4a3cc479bc80d451fb52bc04b4cc6821"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 1114744
+	AgentXZSize = 1126048
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "bcedff306069bec8618d0b89a02516d8718ea4da1152079575f8c99d6edbc53a"
+	AgentXZSHA256 = "e525fbb4a39637c78f9cd9cb7e2f2f33932010c6706404823387129cf47ada42"
 	// AgentVersion is the version.
-	AgentVersion = "0.1.0"
+	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.
 	AgentFormat = "static ELF"
 	// AgentSource says what the agent was built from.
