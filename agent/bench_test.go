@@ -17,27 +17,52 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/supermachine-go/supermachine-kernel/agent"
 )
 
-// BenchmarkExecTrue measures the round trip of running `true` over a Unix
-// socket: open a stream, start the process, wait for its exit. It reports
-// the median as p50-ns.
+// BenchmarkExecTrue measures the round trip of running `true` through the
+// agent over a Unix socket (open a stream, start the process, wait for its
+// exit frame), with the server in the benchmark's process (in-process) and
+// as the real agent binary (agent-binary), against its floor, a host os/exec of `true`, in the same run:
+// iterations alternate between the two so that both see the same machine
+// load. It reports the medians and 99th percentiles of both (agent-p50-ns,
+// os-exec-p50-ns, ...) and agent-p50 / os-exec-p50 as p50-ratio.
 func BenchmarkExecTrue(b *testing.B) {
-	c := newClient(b)
+	b.Run("in-process", func(b *testing.B) { benchExecTrue(b, newClient(b)) })
+	b.Run("agent-binary", func(b *testing.B) { benchExecTrue(b, dial(b, startAgentBinary(b))) })
+}
+
+func benchExecTrue(b *testing.B, c *agent.Client) {
 	ctx := context.Background()
-	lat := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for range b.N {
+	truePath, err := exec.LookPath("true")
+	if err != nil {
+		b.Fatal(err)
+	}
+	agentLat := make([]time.Duration, 0, b.N)
+	hostLat := make([]time.Duration, 0, b.N)
+	for b.Loop() {
 		t0 := time.Now()
 		if err := c.Command(ctx, "true").Run(); err != nil {
 			b.Fatal(err)
 		}
-		lat = append(lat, time.Since(t0))
+		t1 := time.Now()
+		if err := exec.Command(truePath).Run(); err != nil {
+			b.Fatal(err)
+		}
+		agentLat = append(agentLat, t1.Sub(t0))
+		hostLat = append(hostLat, time.Since(t1))
 	}
-	b.StopTimer()
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+	p := func(lat []time.Duration, q int) float64 {
+		slices.Sort(lat)
+		return float64(lat[len(lat)*q/100].Nanoseconds())
+	}
+	a50, h50 := p(agentLat, 50), p(hostLat, 50)
+	b.ReportMetric(a50, "agent-p50-ns")
+	b.ReportMetric(p(agentLat, 99), "agent-p99-ns")
+	b.ReportMetric(h50, "os-exec-p50-ns")
+	b.ReportMetric(p(hostLat, 99), "os-exec-p99-ns")
+	b.ReportMetric(a50/h50, "p50-ratio")
 }
 
 // BenchmarkPing measures a bare request/response round trip.
@@ -124,6 +149,33 @@ func buildAgent(b *testing.B, goarch string) string {
 	return out
 }
 
+// startAgentBinary starts the agent binary built from this tree on a Unix
+// socket (no vsock, no serial port, as for development) and returns the
+// socket path; the agent is killed when b ends.
+func startAgentBinary(b *testing.B) string {
+	sock, _ := startAgentBinaryPid(b)
+	return sock
+}
+
+func startAgentBinaryPid(b *testing.B) (string, int) {
+	bin := buildAgent(b, runtime.GOARCH)
+	sock := filepath.Join(b.TempDir(), "agent.sock")
+	cmd := exec.Command(bin, "-listen-unix", sock, "-vsock-port", "0", "-serial-port", "")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "ready") {
+			break
+		}
+	}
+	go io.Copy(io.Discard, stderr)
+	return sock, cmd.Process.Pid
+}
+
 // vmRSS returns the VmRSS of pid in MiB.
 func vmRSS(b *testing.B, pid int) float64 {
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -145,28 +197,14 @@ func vmRSS(b *testing.B, pid int) float64 {
 // It then runs pings (the timed loop) and 100 execs and reports the RSS
 // after another pause (after-load-RSS-MiB).
 func BenchmarkAgentIdleRSS(b *testing.B) {
-	bin := buildAgent(b, runtime.GOARCH)
-	sock := filepath.Join(b.TempDir(), "agent.sock")
-	cmd := exec.Command(bin, "-listen-unix", sock, "-vsock-port", "0", "-serial-port", "")
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	sc := bufio.NewScanner(stderr)
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), "ready") {
-			break
-		}
-	}
-	go io.Copy(io.Discard, stderr)
+	sock, pid := startAgentBinaryPid(b)
 	c := dial(b, sock)
 	ctx := context.Background()
 	if err := c.Ping(ctx); err != nil {
 		b.Fatal(err)
 	}
 	time.Sleep(2 * time.Second)
-	idle := vmRSS(b, cmd.Process.Pid)
+	idle := vmRSS(b, pid)
 	for b.Loop() {
 		if err := c.Ping(ctx); err != nil {
 			b.Fatal(err)
@@ -179,7 +217,7 @@ func BenchmarkAgentIdleRSS(b *testing.B) {
 	}
 	time.Sleep(2 * time.Second)
 	b.ReportMetric(idle, "idle-RSS-MiB")
-	b.ReportMetric(vmRSS(b, cmd.Process.Pid), "after-load-RSS-MiB")
+	b.ReportMetric(vmRSS(b, pid), "after-load-RSS-MiB")
 }
 
 // BenchmarkBinarySize builds the stripped agent for amd64 and arm64 with

@@ -14,14 +14,6 @@ import (
 	"github.com/supermachine-go/supermachine-kernel/agent/protocol"
 )
 
-// DefaultVsockPort is the AF_VSOCK port the agent listens on unless
-// configured otherwise (-vsock-port, supermachine.vsock_port=).
-const DefaultVsockPort = 1024
-
-// DefaultSerialPort is the name of the virtio-serial port the agent serves
-// unless configured otherwise (-serial-port, supermachine.serial_port=).
-const DefaultSerialPort = "supermachine.agent"
-
 // Error is a failure reported by the agent. errors.Is maps its Code to
 // fs.ErrNotExist, fs.ErrPermission, fs.ErrExist and fs.ErrInvalid.
 type Error = protocol.Error
@@ -201,13 +193,14 @@ func Dial(ctx context.Context, network, address string) (*Client, error) {
 
 // DialVsock connects to an agent over native AF_VSOCK (the vhost-vsock
 // device of QEMU, or a vsock loopback) at the guest's context ID and port,
-// and runs the handshake. It works on Linux hosts only.
+// and runs the handshake. ctx bounds the connect as well as the handshake.
+// It works on Linux hosts only.
 func DialVsock(ctx context.Context, cid, port uint32) (*Client, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	conn, err := vsock.Dial(cid, port, nil)
+	conn, err := vsock.DialContext(ctx, cid, port, nil)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("agent: dial vsock %d:%d: %w", cid, port, ctx.Err())
+		}
 		return nil, err
 	}
 	return NewClient(ctx, conn)

@@ -31,9 +31,12 @@
 //
 // [Client.Command] returns a [Cmd] with the fields of exec.Cmd (Path, Args,
 // Env, Dir, Stdin, Stdout, Stderr) plus User, TTY with Rows and Cols,
-// and Timeout; Run, Start, Wait, Output, CombinedOutput, StdinPipe,
-// StdoutPipe and StderrPipe behave as in os/exec, Signal and Resize act on
-// the running process. A command that fails returns an *[ExitError] (test
+// Timeout and OutputGrace; Run, Start, Wait, Output, CombinedOutput,
+// StdinPipe, StdoutPipe and StderrPipe behave as in os/exec, failures
+// included (pipes closed by a failed Start, the first output write error
+// returned by Wait, the *ExitError of a command killed because its context
+// ended), and Signal and Resize act on the running process at once, even
+// while it leaves its input unread (stdin travels on a stream of its own). A command that fails returns an *[ExitError] (test
 // with errors.As) whose [ProcessState] has the exit code, the killing
 // signal, the duration and the peak RSS; a command killed at its Timeout
 // also matches [ErrTimedOut]. Errors the agent reports before a process

@@ -184,3 +184,51 @@ func ExampleNewClient() {
 	}
 	c.PowerOff(ctx)
 }
+
+func ExampleCmd_Signal() {
+	sock, cleanup := exampleAgent()
+	defer cleanup()
+	ctx := context.Background()
+	c, err := agent.Dial(ctx, "unix", sock)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	// The signal goes out at once, even though sleep never reads the
+	// input still queued for it.
+	cmd := c.Command(ctx, "sleep", "60")
+	cmd.Stdin = strings.NewReader(strings.Repeat("unread input\n", 1<<20))
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	if err := cmd.Signal(agent.Signal("SIGTERM")); err != nil {
+		log.Fatal(err)
+	}
+	err = cmd.Wait()
+	fmt.Println(err)
+	// Output: signal: SIGTERM
+}
+
+func ExampleCmd_OutputGrace() {
+	sock, cleanup := exampleAgent()
+	defer cleanup()
+	ctx := context.Background()
+	c, err := agent.Dial(ctx, "unix", sock)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	// sh exits at once; its background job writes 1.5 s later, on the
+	// same output: after the default grace of 1 s. A negative OutputGrace
+	// waits until the job closes the output.
+	cmd := c.Command(ctx, "sh", "-c", "(sleep 1.5; echo from the background) &")
+	cmd.OutputGrace = -1
+	out, err := cmd.Output()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Print(string(out))
+	// Output: from the background
+}

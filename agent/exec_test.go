@@ -265,8 +265,11 @@ func TestContextCancel(t *testing.T) {
 	}
 	pid := cmd.Pid()
 	cancel()
-	if err := cmd.Wait(); !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v", err)
+	// As with exec.CommandContext: the process is killed and Wait reports
+	// how it ended.
+	var ee *agent.ExitError
+	if err := cmd.Wait(); !errors.As(err, &ee) || ee.Signal() != "SIGKILL" {
+		t.Fatalf("err = %v, want signal: SIGKILL", err)
 	}
 	waitGone(t, pid)
 }
@@ -350,5 +353,30 @@ func TestStalledSessionDoesNotBlockOthers(t *testing.T) {
 	var ee *agent.ExitError
 	if err := stalled.Wait(); !errors.As(err, &ee) || ee.Signal() != "SIGKILL" {
 		t.Fatalf("stalled: %v", err)
+	}
+}
+
+// Output the process left in its pipes is delivered even when the output
+// grace ends because a background process holds the pipes open.
+func TestOutputGraceKeepsBufferedOutput(t *testing.T) {
+	c := newClient(t)
+	ctx := testCtx(t)
+	// 5 MB: the stream window (4 MiB) fills while nobody reads, the rest
+	// waits in the pipe when sh exits; the background sleep holds the
+	// pipe open past the grace.
+	const size = 5000000
+	cmd := c.Command(ctx, "sh", "-c", "head -c "+strconv.Itoa(size)+" /dev/zero; sleep 5 &")
+	cmd.OutputGrace = 50 * time.Millisecond
+	r, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the grace ends while the output is stuck
+	n, err := io.Copy(io.Discard, r)
+	if err != nil || n != size {
+		t.Fatalf("got %d bytes of %d, %v", n, size, err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
 	}
 }

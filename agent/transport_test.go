@@ -263,6 +263,51 @@ func TestSerialStreamReconnect(t *testing.T) {
 	c3.Close()
 }
 
+// A client that dies in the middle of a frame leaves the agent's session
+// waiting for the rest of the payload, which swallows the next client's
+// hellos. The agent notices a hello in the session, finds that the session
+// no longer answers pings, and ends it: the next client gets through in
+// about a second rather than after the keepalive gives up.
+func TestSerialStreamClientDiesMidFrame(t *testing.T) {
+	sb := newSwitchboard()
+	srv := server.New(server.Config{Version: agent.Version, Logf: t.Logf})
+	ctx := testCtx(t)
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeStream(ctx, sb.agentSide()) }()
+	t.Cleanup(func() {
+		srv.Close()
+		<-done
+	})
+	c1, err := agent.NewClient(ctx, sb.attach())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	if err := c1.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A yamux data frame header announcing 60000 bytes, and 10 of them.
+	hdr := []byte{0, 0, 0, 0, 0, 0, 0x03, 0xe9, 0, 0, 0xea, 0x60}
+	sb.toAgentW.Write(append(hdr, make([]byte, 10)...))
+	sb.mu.Lock()
+	sb.cur = nil // the host side goes away; the agent is not told
+	sb.mu.Unlock()
+
+	// Well within the keepalive's 15 s (5 s interval, 10 s timeout).
+	cctx, cancel := context.WithTimeout(ctx, 8*time.Second)
+	defer cancel()
+	start := time.Now()
+	c2, err := agent.NewClient(cctx, sb.attach())
+	if err != nil {
+		t.Fatalf("second client: %v", err)
+	}
+	defer c2.Close()
+	if out, err := c2.Command(ctx, "echo", "second").Output(); err != nil || string(out) != "second\n" {
+		t.Fatalf("second client: %q %v", out, err)
+	}
+	t.Logf("second client served %v after the first died mid-frame", time.Since(start).Round(time.Millisecond))
+}
+
 func TestVersionMismatch(t *testing.T) {
 	ctx := testCtx(t)
 	// A client speaking another version is refused by the agent.

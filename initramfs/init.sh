@@ -62,9 +62,16 @@ waitdev() {
 	done
 }
 
-# /lower, /rw and /newroot come with the archive.
-waitdev "$ROOT" "root device"
-mount -t "$ROOTFSTYPE" -o ro "$ROOT" /lower || fail "mount -t $ROOTFSTYPE -o ro $ROOT (supermachine.root, supermachine.rootfstype)"
+# /lower, /rw and /newroot come with the archive. A shared-directory root
+# (virtio-fs, 9p) is named by its tag, not a device node, and is mounted
+# read-write: the host decides what may be written (the overlay never
+# writes to its lower layer), and bind mounts of its writable parts
+# (supermachine.mount=/lower/DIR:DIR:bind) stay writable.
+case "$ROOTFSTYPE" in
+virtiofs | 9p) ROOTOPTS=rw ;;
+*) waitdev "$ROOT" "root device"; ROOTOPTS=ro ;;
+esac
+mount -t "$ROOTFSTYPE" -o "$ROOTOPTS" "$ROOT" /lower || fail "mount -t $ROOTFSTYPE -o $ROOTOPTS $ROOT (supermachine.root, supermachine.rootfstype)"
 if [ -n "$UPPER" ]; then
 	waitdev "$UPPER" "upper device"
 	mount -t "$UPPERFSTYPE" "$UPPER" /rw || fail "mount -t $UPPERFSTYPE $UPPER (supermachine.upper)"
@@ -85,7 +92,9 @@ mkdir -p /newroot/run/supermachine &&
 	cp /bin/supermachine-agent /newroot/run/supermachine/supermachine-agent ||
 	fail "copy the agent to /run/supermachine"
 
-# Extra mounts: SOURCE:TARGET:FSTYPE[:OPTIONS], separated by spaces.
+# Extra mounts: SOURCE:TARGET:FSTYPE[:OPTIONS], separated by spaces;
+# FSTYPE bind bind-mounts SOURCE, a path in the initramfs (such as a
+# directory of the root under /lower).
 for m in $MOUNTS; do
 	src="${m%%:*}"; rest="${m#*:}"
 	dst="${rest%%:*}"; rest="${rest#*:}"
@@ -94,7 +103,9 @@ for m in $MOUNTS; do
 	[ -n "$src" ] && [ -n "$dst" ] && [ -n "$fstype" ] || fail "bad mount spec $m (want SOURCE:TARGET:FSTYPE[:OPTIONS])"
 	case "$src" in /dev/*) waitdev "$src" "mount source" ;; esac
 	mkdir -p "/newroot$dst" || fail "mkdir $dst for $m"
-	if [ -n "$opts" ]; then
+	if [ "$fstype" = bind ]; then
+		mount -o "bind${opts:+,$opts}" "$src" "/newroot$dst" || fail "bind mount $m"
+	elif [ -n "$opts" ]; then
 		mount -t "$fstype" -o "$opts" "$src" "/newroot$dst" || fail "mount $m"
 	else
 		mount -t "$fstype" "$src" "/newroot$dst" || fail "mount $m"

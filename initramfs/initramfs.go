@@ -28,7 +28,8 @@
 // parameters override them:
 //
 //	supermachine.root=DEV            root image device (default /dev/vda)
-//	supermachine.rootfstype=TYPE     squashfs (default) or ext4
+//	supermachine.rootfstype=TYPE     squashfs (default), ext4, or virtiofs or 9p
+//	                                 (then supermachine.root is the share's tag)
 //	supermachine.overlay_size=SIZE   tmpfs upper size, e.g. 256m (default 50%)
 //	supermachine.upper=DEV           writable block device as the upper layer
 //	supermachine.upperfstype=TYPE    its filesystem (default ext4)
@@ -43,7 +44,9 @@ package initramfs
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -64,7 +67,7 @@ var initTmpl = template.Must(template.New("init").Parse(initScript))
 type Mount struct {
 	Source  string // device or filesystem source, e.g. /dev/vdb or a virtio-fs tag
 	Target  string // absolute path inside the new root
-	FSType  string // e.g. ext4, virtiofs, tmpfs
+	FSType  string // e.g. ext4, virtiofs, tmpfs; bind: Source is a path in the initramfs, e.g. /lower/DIR (a directory of the root image)
 	Options string // mount -o options, optional
 }
 
@@ -77,7 +80,7 @@ type Options struct {
 	Busybox, Agent []byte
 
 	Root        string  // root image device; default /dev/vda
-	RootFSType  string  // squashfs (default) or ext4
+	RootFSType  string  // squashfs (default), ext4, or virtiofs or 9p (Root is then the tag)
 	OverlaySize string  // tmpfs upper size (tmpfs size= syntax); default 50%
 	Upper       string  // writable block device for the upper layer; default: tmpfs
 	UpperFSType string  // filesystem of Upper; default ext4
@@ -173,6 +176,32 @@ func Script(o Options) (string, error) {
 		"Mounts": strings.Join(mounts, " "), "AgentArgs": strings.Join(c.AgentArgs, " "),
 	})
 	return b.String(), err
+}
+
+// layoutVersion names the archive layout writeCPIO produces; change it
+// whenever the layout changes, so ContentKey changes with it.
+const layoutVersion = "supermachine-initramfs newc v1"
+
+// ContentKey returns a hash (hex SHA-256) that identifies the bytes Build
+// would return for o, without building them, for caching a generated
+// initramfs by content. It covers the /init script the options produce,
+// the archive layout, the applet links and compression; the binaries are
+// given by their SHA-256 sums (o.Busybox and o.Agent are not read).
+func ContentKey(o Options, busyboxSHA256, agentSHA256 string) (string, error) {
+	if busyboxSHA256 == "" || agentSHA256 == "" {
+		return "", fmt.Errorf("%w: ContentKey needs the SHA-256 of busybox and of the agent", ErrBadOption)
+	}
+	// Script checks the binaries are present; their bytes do not enter
+	// the script.
+	o.Busybox, o.Agent = []byte{0}, []byte{0}
+	script, err := Script(o)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\napplets %s\ngzip %t\nbusybox %s\nagent %s\n%s",
+		layoutVersion, strings.Join(Applets, ","), o.Gzip, busyboxSHA256, agentSHA256, script)
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // Write writes the initramfs to w.

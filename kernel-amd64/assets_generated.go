@@ -34,6 +34,16 @@ const (
 	KernelConfigSHA256 = "1ba51c3bf4c72a8eec37f7be4baefb47d1f290af678eb89c2e529f0bede740e1"
 )
 
+// The vmlinux: the kernel as an ELF (x86-64, PVH entry) image, from the LZ4 payload of the bzImage, decoded on demand (not embedded).
+const (
+	// VmlinuxSize is the length of the derived vmlinux in bytes.
+	VmlinuxSize = 21681764
+	// VmlinuxSHA256 is the SHA-256 of the derived vmlinux, in hex.
+	VmlinuxSHA256 = "e6f22b6c270ec3d47440f2bf6a95cb7916ec53a1d0a84818f72d3797a9ad3185"
+	// VmlinuxFormat is the file format.
+	VmlinuxFormat = "ELF (x86-64, PVH entry)"
+)
+
 //go:embed kernel.xz
 var kernelXZ string
 
@@ -68,18 +78,18 @@ var busyboxXZ string
 // BusyboxXZ returns busybox.xz: the busybox, xz-packed.
 func BusyboxXZ() string { return busyboxXZ }
 
-// The agent: static ELF, version 0.1.0.
+// The agent: static ELF, version 0.2.0.
 const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
-	AgentSize = 3276926
+	AgentSize = 3317886
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "7202432faf9519268845db78e70c1bc897fcfaa4a40a72b4bb593fa9c337de9b"
+	AgentSHA256 = "f76ae830e004df4df219e1bbdb1675cf4a3cc479bc80d451fb52bc04b4cc6821"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 1114744
+	AgentXZSize = 1126048
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "bcedff306069bec8618d0b89a02516d8718ea4da1152079575f8c99d6edbc53a"
+	AgentXZSHA256 = "e525fbb4a39637c78f9cd9cb7e2f2f33932010c6706404823387129cf47ada42"
 	// AgentVersion is the version.
-	AgentVersion = "0.1.0"
+	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.
 	AgentFormat = "static ELF"
 	// AgentSource says what the agent was built from.

@@ -68,18 +68,18 @@ var busyboxXZ string
 // BusyboxXZ returns busybox.xz: the busybox, xz-packed.
 func BusyboxXZ() string { return busyboxXZ }
 
-// The agent: static ELF, version 0.1.0.
+// The agent: static ELF, version 0.2.0.
 const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
-	AgentSize = 3211390
+	AgentSize = 3276926
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "1deb95233afbff8796eec0efd844dbed08d585479740f60974a8f904f479d5a2"
+	AgentSHA256 = "0e23b852703c926508de8c4bb4b5a0c7b39825dfb916ec97f7861ec59d35020e"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 952140
+	AgentXZSize = 960888
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "fa3ca3b37c55a54529d4c2978be03d8d4b0a06a1b60d9d3271e61fe9a165206d"
+	AgentXZSHA256 = "038f1dae26a7313972db5b80e7225553dfd5eb1725fe261275e5416dbb0e00ed"
 	// AgentVersion is the version.
-	AgentVersion = "0.1.0"
+	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.
 	AgentFormat = "static ELF"
 	// AgentSource says what the agent was built from.

@@ -28,13 +28,16 @@ type AssetInfo struct {
 	ConfigSHA256 string      `json:"config_sha256,omitempty"` // kernel only: hex SHA-256 of the kernel .config
 }
 
-// assetData is what an arch file provides for one asset.
+// assetData is what an arch file provides for one asset: its xz blob,
+// or for a derived asset (Vmlinux on amd64) the function that makes it.
 type assetData struct {
-	info AssetInfo
-	xz   func() string
+	info   AssetInfo
+	xz     func() string
+	derive func(size int64) ([]byte, error)
 }
 
-// An Asset is one embedded file: Kernel, Busybox or Agent. Its methods
+// An Asset is one embedded file: Kernel, Busybox or Agent, or one derived
+// from an embedded file: Vmlinux on amd64. Its methods
 // decode it (lazily, verified), stream it, write it to a path, or find it
 // in the cache. An Asset is safe for concurrent use.
 type Asset struct {
@@ -45,7 +48,8 @@ type Asset struct {
 	err  error
 }
 
-// Name returns the asset's name: "kernel", "busybox" or "agent".
+// Name returns the asset's name: "kernel", "busybox", "agent" or
+// "vmlinux".
 func (a *Asset) Name() string { return a.data.info.Name }
 
 // File returns the asset's file name in the cache and in ExtractAll's
@@ -119,13 +123,13 @@ func (a *Asset) NewReader() (io.Reader, error) {
 // fs.ErrPermission for a directory it cannot write, syscall.ENOSPC,
 // ErrChecksum.
 func (a *Asset) ExtractTo(dest string) error {
-	return extract.WriteFile(context.Background(), dest, a.source(), false)
+	return extract.WriteFile(context.Background(), dest, a.source(), a.Mode(), false)
 }
 
 // ExtractToWithParents is ExtractTo that first creates the missing parent
 // directories of dest (mode 0755, as os.MkdirAll).
 func (a *Asset) ExtractToWithParents(dest string) error {
-	return extract.WriteFile(context.Background(), dest, a.source(), true)
+	return extract.WriteFile(context.Background(), dest, a.source(), a.Mode(), true)
 }
 
 // Cached returns the path of the asset in the default cache (see Cache),
@@ -138,9 +142,12 @@ func (a *Asset) Cached(ctx context.Context) (string, error) {
 // Bytes has already made them (so that nothing decodes twice).
 func (a *Asset) source() extract.Source {
 	info := a.data.info
-	src := extract.Source{
-		Name: info.Name, File: info.File, Mode: info.Mode,
-		XZ: a.data.xz(), Size: info.Size, SHA256: info.SHA256,
+	src := extract.Source{Name: info.Name, Size: info.Size, SHA256: info.SHA256}
+	if a.data.xz != nil {
+		src.XZ = a.data.xz()
+	}
+	if derive := a.data.derive; derive != nil {
+		src.Derive = func() ([]byte, error) { return derive(info.Size) }
 	}
 	if raw := a.raw.Load(); raw != nil {
 		src.Raw = *raw

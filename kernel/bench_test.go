@@ -36,7 +36,7 @@ func coldSource(a *Asset) extract.Source {
 func coldExtractAll(ctx context.Context, dir string) (Paths, error) {
 	return all(ctx, func(ctx context.Context, a *Asset) (string, error) {
 		p := filepath.Join(dir, a.File())
-		return p, extract.WriteFile(ctx, p, coldSource(a), true)
+		return p, extract.WriteFile(ctx, p, coldSource(a), a.Mode(), true)
 	})
 }
 
@@ -45,6 +45,8 @@ func coldExtractAll(ctx context.Context, dir string) (Paths, error) {
 //
 //   - extract-ms: ExtractAll of the three assets into an empty directory,
 //     decoding in parallel and including the fsyncs;
+//   - extract-reference-ms: the same with the fast path off, decoding
+//     with github.com/ulikunitz/xz alone;
 //   - decode-ms: decoding the three in parallel to nowhere (no files);
 //   - xz-par-ms: xz -dc of the three blobs to /dev/null, three processes
 //     in parallel;
@@ -95,7 +97,7 @@ func BenchmarkColdExtractAll(b *testing.B) {
 		}
 	}
 	ctx := context.Background()
-	var extractT, decodeT, xzPar, xzSeq, blocksT time.Duration
+	var extractT, extractRefT, decodeT, xzPar, xzSeq, blocksT time.Duration
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		dir := filepath.Join(b.TempDir(), strconv.Itoa(i))
@@ -105,11 +107,22 @@ func BenchmarkColdExtractAll(b *testing.B) {
 		}
 		extractT += time.Since(t0)
 
+		// The same with the reference decoder alone: what the fast
+		// path saves.
+		was := extract.UseFastPath(false)
+		t0 = time.Now()
+		if _, err := coldExtractAll(ctx, dir+"-reference"); err != nil {
+			b.Fatal(err)
+		}
+		extractRefT += time.Since(t0)
+		extract.UseFastPath(was)
+
 		t0 = time.Now()
 		var wg sync.WaitGroup
-		for _, src := range blockSrcs {
+		for i, src := range blockSrcs {
+			a := Assets()[i]
 			wg.Go(func() {
-				if err := extract.WriteFile(ctx, filepath.Join(dir, "blocks", src.File), src, true); err != nil {
+				if err := extract.WriteFile(ctx, filepath.Join(dir, "blocks", a.File()), src, a.Mode(), true); err != nil {
 					b.Error(err)
 				}
 			})
@@ -143,6 +156,7 @@ func BenchmarkColdExtractAll(b *testing.B) {
 	}
 	ms := func(d time.Duration) float64 { return float64(d) / float64(b.N) / 1e6 }
 	b.ReportMetric(ms(extractT), "extract-ms")
+	b.ReportMetric(ms(extractRefT), "extract-reference-ms")
 	b.ReportMetric(ms(decodeT), "decode-ms")
 	b.ReportMetric(ms(xzPar), "xz-par-ms")
 	b.ReportMetric(ms(xzSeq), "xz-seq-ms")
@@ -163,7 +177,7 @@ func BenchmarkColdExtractOne(b *testing.B) {
 			b.SetBytes(a.Len())
 			for i := 0; b.Loop(); i++ {
 				p := filepath.Join(b.TempDir(), a.File())
-				if err := extract.WriteFile(context.Background(), p, coldSource(a), false); err != nil {
+				if err := extract.WriteFile(context.Background(), p, coldSource(a), a.Mode(), false); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -87,7 +87,7 @@ func (c Cache) Path(ctx context.Context, a *Asset) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return extract.Cache{Dir: dir, Verify: c.Verify}.Path(ctx, a.source())
+	return extract.Cache{Dir: dir, Verify: c.Verify}.Path(ctx, a.source(), a.File(), a.Mode())
 }
 
 // All returns the paths of all three assets in the cache, extracting the
@@ -118,7 +118,7 @@ func CacheAll(ctx context.Context) (Paths, error) { return Cache{}.All(ctx) }
 func ExtractAll(ctx context.Context, dir string) (Paths, error) {
 	return all(ctx, func(ctx context.Context, a *Asset) (string, error) {
 		p := filepath.Join(dir, a.File())
-		return p, extract.WriteFile(ctx, p, a.source(), true)
+		return p, extract.WriteFile(ctx, p, a.source(), a.Mode(), true)
 	})
 }
 

@@ -42,6 +42,16 @@
 // BusyboxLen and AgentLen, mirror the API of the Rust crate this package
 // follows.
 //
+// # Booting on a VMM
+//
+// Vmlinux is the kernel in the form VMMs load without decompressing: on
+// amd64 the ELF vmlinux (with the PVH entry Firecracker needs), derived
+// on demand from the bzImage's LZ4 payload and verified like the others;
+// on arm64 the Image itself. CommandLine builds the kernel command line
+// for either arch and for the kind of VMM (Shape: virtio-mmio, virtio-pci,
+// or virtio-pci with the console on hvc0), under hardware virtualization
+// or software emulation.
+//
 // # What the assets are
 //
 // Manifest returns versions, sizes and SHA-256 hashes of every asset and

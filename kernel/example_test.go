@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 
 	"github.com/supermachine-go/supermachine-kernel/kernel"
 )
@@ -118,7 +117,37 @@ func ExampleVirtioMMIODevice() {
 }
 
 func ExampleCommandLine() {
-	cmdline := kernel.CommandLine("quiet", "supermachine.vsock_port=1024")
-	fmt.Println(strings.HasSuffix(cmdline, "panic=-1 quiet supermachine.vsock_port=1024"))
-	// Output: true
+	// An arm64 guest on Apple's Virtualization.framework: virtio-pci
+	// devices, the console on hvc0.
+	fmt.Println(kernel.CommandLine(kernel.CommandLineOptions{Arch: "arm64", Shape: kernel.ShapeVirtioConsole, Quiet: true},
+		"supermachine.vsock_port=1024"))
+	// An x86-64 guest under QEMU software emulation, MMIO devices.
+	fmt.Println(kernel.CommandLine(kernel.CommandLineOptions{Arch: "amd64", Emulated: true, TSCKHz: 3000000}))
+	// Output:
+	// console=hvc0 panic=-1 quiet supermachine.vsock_port=1024
+	// console=ttyS0 reboot=t tsc_early_khz=3000000 noapictimer tsc=reliable panic=-1
+}
+
+// The kernel file to hand a VMM that loads an uncompressed kernel, such as
+// Firecracker: on amd64 the ELF vmlinux derived from the bzImage, on arm64
+// the Image itself.
+func ExampleVmlinux() {
+	dir, _ := os.MkdirTemp("", "vmlinux")
+	defer os.RemoveAll(dir)
+
+	path, err := kernel.Cache{Dir: dir}.Path(context.Background(), kernel.Vmlinux)
+	if err != nil {
+		log.Fatal(err)
+	}
+	f, _ := os.Open(path)
+	defer f.Close()
+	magic := make([]byte, 4)
+	io.ReadFull(f, magic)
+	switch kernel.Arch {
+	case "amd64":
+		fmt.Println(filepath.Base(path), magic[0] == 0x7f && string(magic[1:]) == "ELF")
+	case "arm64":
+		fmt.Println("vmlinux", kernel.Vmlinux == kernel.Kernel)
+	}
+	// Output: vmlinux true
 }

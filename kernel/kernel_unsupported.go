@@ -18,7 +18,8 @@ const (
 	kernelSize      = 0
 	busyboxSize     = 0
 	agentSize       = 0
-	kernelFile      = ""
 )
 
 var kernelData, busyboxData, agentData assetData
+
+var vmlinuxData *assetData

@@ -13,13 +13,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/supermachine-go/supermachine-kernel/agent"
 	"github.com/supermachine-go/supermachine-kernel/agent/pid1"
 	"github.com/supermachine-go/supermachine-kernel/agent/server"
+	"github.com/supermachine-go/supermachine-kernel/internal/reexec"
 )
 
 const helperEnv = "PID1_TEST_REAPER_SOCKET"
@@ -35,9 +35,13 @@ func TestMain(m *testing.M) {
 }
 
 func reaperHelper(sock string) int {
-	if err := pid1.SetSubreaper(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	// PID 1 of a PID namespace (see TestReaperInSubreaper under
+	// emulation) is the reaper of orphans without asking.
+	if os.Getpid() != 1 {
+		if err := pid1.SetSubreaper(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 	}
 	r := pid1.NewReaper()
 	// The direct API first: exit statuses and rusage of registered
@@ -95,16 +99,31 @@ func children(t *testing.T, ppid int) map[int]string {
 
 func TestReaperInSubreaper(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "reaper.sock")
-	helper := exec.Command(os.Args[0], "-test.run=^$")
-	helper.Env = append(os.Environ(), helperEnv+"="+sock)
+	// Through internal/reexec, so that it runs under qemu-user too
+	// (GOARCH=arm64 go test -exec qemu-aarch64-static): there the helper
+	// is the emulator running the test binary, in one process.
+	helper, err := reexec.Command("reaper", "-test.run=^$")
+	if err != nil {
+		t.Fatal(err)
+	}
+	helper.Env = append(helper.Env, helperEnv+"="+sock)
+	inNamespace := reexec.Emulated()
+	if inNamespace {
+		// qemu-user refuses prctl(PR_SET_CHILD_SUBREAPER) with EINVAL.
+		// The helper runs as PID 1 of a new PID namespace instead:
+		// orphans are re-parented to it the same way, which is what
+		// the agent relies on in the guest.
+		unshare, err := exec.LookPath("unshare")
+		if err != nil || os.Geteuid() != 0 {
+			t.Skipf("skipping: under qemu-user the subreaper prctl is refused, and running the helper as PID 1 of a PID namespace needs root and unshare(1) (euid %d, %v)", os.Geteuid(), err)
+		}
+		ns := exec.Command(unshare, append([]string{"--pid", "--fork", "--kill-child", helper.Path}, helper.Args[1:]...)...)
+		ns.Env = helper.Env
+		helper = ns
+	}
 	helper.Stderr = os.Stderr
 	stdout, _ := helper.StdoutPipe()
 	if err := helper.Start(); err != nil {
-		if errors.Is(err, syscall.ENOEXEC) {
-			// Under qemu-user (GOARCH=arm64 go test -exec qemu-aarch64-static)
-			// without binfmt_misc the test binary cannot re-exec itself.
-			t.Skipf("cannot re-exec the test binary as the reaper helper (emulated without binfmt_misc?): %v", err)
-		}
 		t.Fatal(err)
 	}
 	defer func() {
@@ -113,6 +132,17 @@ func TestReaperInSubreaper(t *testing.T) {
 	}()
 	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
 		t.Fatalf("helper: %q %v", line, err)
+	}
+	reaper := helper.Process.Pid
+	if inNamespace {
+		// The helper is unshare's one child.
+		kids := children(t, reaper)
+		if len(kids) != 1 {
+			t.Fatalf("unshare has children %v, want the helper alone", kids)
+		}
+		for pid := range kids {
+			reaper = pid
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -153,7 +183,7 @@ func TestReaperInSubreaper(t *testing.T) {
 	// Wait for the orphans to exit, then check that no zombie is left.
 	deadline := time.Now().Add(time.Minute)
 	for {
-		kids := children(t, helper.Process.Pid)
+		kids := children(t, reaper)
 		if len(kids) == 0 {
 			break
 		}

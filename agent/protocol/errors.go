@@ -10,6 +10,12 @@ import (
 // ErrUnknownMethod means a request named a method the server does not know.
 var ErrUnknownMethod = errors.New("protocol: unknown method")
 
+// ErrInvalid means a well-formed request whose parameters are missing or
+// out of range (an empty argv, a relative file path, ...). It is
+// fs.ErrInvalid, so errors.Is(err, fs.ErrInvalid) holds; the server reports
+// it with code [CodeInvalid].
+var ErrInvalid = fs.ErrInvalid
+
 // Error codes carried by [Error]. Codes are stable strings; clients match on
 // them (through errors.Is, see [Error.Is]), messages are for humans.
 const (

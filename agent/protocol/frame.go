@@ -32,8 +32,8 @@ const (
 	// FrameResize (C→S, 4 bytes: rows, cols as big-endian uint16) resizes
 	// the process's terminal.
 	FrameResize FrameType = 8
-	// FrameSignal (C→S, the signal's name in ASCII, e.g. "SIGTERM") sends a
-	// signal to the process group.
+	// FrameSignal (C→S, one of [SignalNames] in ASCII, e.g. "SIGTERM")
+	// sends a signal to the process group.
 	FrameSignal FrameType = 9
 	// FrameExit (S→C, JSON [ExitResult]) is the last frame of an exec.
 	FrameExit FrameType = 10
@@ -150,8 +150,8 @@ func ReadFrame(r io.Reader, buf []byte) (FrameType, []byte, error) {
 		}
 		return t, nil, err
 	}
-	if t == FrameSignal && !ValidSignalName(string(p)) {
-		return t, nil, fmt.Errorf("%w: bad signal name %q", ErrMalformed, p)
+	if t == FrameSignal && SignalNumber(string(p)) == 0 {
+		return t, nil, fmt.Errorf("%w: unknown signal name %q", ErrMalformed, p)
 	}
 	return t, p, nil
 }
@@ -198,10 +198,11 @@ func DecodeResize(p []byte) (rows, cols uint16, err error) {
 	return binary.BigEndian.Uint16(p), binary.BigEndian.Uint16(p[2:]), nil
 }
 
-// ValidSignalName reports whether s looks like a signal name: 1 to
-// [MaxSignalName] characters of A-Z, 0-9, '_', '+' and '-' (as in
-// "SIGRTMIN+1"). Whether the guest knows the signal is checked there.
-func ValidSignalName(s string) bool {
+// validSignalSyntax reports whether s is 1 to [MaxSignalName] characters of
+// A-Z, 0-9, '_', '+' and '-': the syntax of the signal name of an
+// [ExitResult], which may name a signal outside [SignalNames] (e.g. "SIG34"
+// for a real-time signal).
+func validSignalSyntax(s string) bool {
 	if len(s) == 0 || len(s) > MaxSignalName {
 		return false
 	}

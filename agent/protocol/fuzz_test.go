@@ -60,7 +60,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		req, err := DecodeRequest(in)
 		if err != nil {
-			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnknownMethod) {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnknownMethod) && !errors.Is(err, ErrInvalid) {
 				t.Fatalf("unexpected error class: %v", err)
 			}
 			return

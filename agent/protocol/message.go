@@ -13,6 +13,7 @@ const (
 	MethodVersion   = "version"    // no params; response VersionInfo
 	MethodInfo      = "info"       // no params; response Info
 	MethodExec      = "exec"       // params Exec; see PROTOCOL.md for the frames
+	MethodExecStdin = "exec_stdin" // params ExecStdin; stdin frames follow; response {}
 	MethodWriteFile = "write_file" // params File; data frames follow; response FileInfo
 	MethodReadFile  = "read_file"  // params File (Path only); response FileInfo, then data frames
 	MethodSync      = "sync"       // no params; response {}
@@ -37,8 +38,10 @@ const (
 type Request struct {
 	Method string       `json:"method"`
 	Exec   *ExecRequest `json:"exec,omitempty"`
-	File   *FileRequest `json:"file,omitempty"`
-	Time   *TimeRequest `json:"time,omitempty"`
+	// ExecStdin are the parameters of [MethodExecStdin].
+	ExecStdin *ExecStdinRequest `json:"exec_stdin,omitempty"`
+	File      *FileRequest      `json:"file,omitempty"`
+	Time      *TimeRequest      `json:"time,omitempty"`
 }
 
 // ExecRequest are the parameters of [MethodExec].
@@ -60,14 +63,27 @@ type ExecRequest struct {
 	Rows uint16 `json:"rows,omitempty"`
 	Cols uint16 `json:"cols,omitempty"`
 	// Stdin, Stdout and Stderr say which streams the client attaches;
-	// detached ones are /dev/null. With TTY, the single pty stream is
-	// attached when Stdin or Stdout is.
+	// omitted (false) ones are /dev/null: output not attached is dropped.
+	// Without TTY, stdin data comes on an [MethodExecStdin] stream. With
+	// TTY, the single pty stream is attached when Stdin or Stdout is.
 	Stdin  bool `json:"stdin,omitempty"`
 	Stdout bool `json:"stdout,omitempty"`
 	Stderr bool `json:"stderr,omitempty"`
 	// TimeoutNS, if positive, kills the process group after that many
 	// nanoseconds; the result then has TimedOut set.
 	TimeoutNS int64 `json:"timeout_ns,omitempty"`
+	// OutputGraceNS is how long the server keeps forwarding output after
+	// the process exited while other processes (started in the
+	// background) still hold it open: 0 means the server's default
+	// (1 s), a negative value means until they close it.
+	OutputGraceNS int64 `json:"output_grace_ns,omitempty"`
+}
+
+// ExecStdinRequest are the parameters of [MethodExecStdin]: the exec whose
+// standard input the stream carries.
+type ExecStdinRequest struct {
+	// Stream is the yamux stream ID of the exec, in the same session.
+	Stream uint32 `json:"stream"`
 }
 
 // ExecStarted is the [FrameResponse] of an exec: the process started.
@@ -152,9 +168,10 @@ func Unmarshal(b []byte, v any) error {
 	return nil
 }
 
-// DecodeRequest decodes and validates a [FrameRequest] payload. A request
-// that decodes but names no known method wraps [ErrUnknownMethod]; any other
-// problem wraps [ErrMalformed].
+// DecodeRequest decodes and validates a [FrameRequest] payload. A payload
+// that is not a JSON object wraps [ErrMalformed]; a request that names no
+// known method wraps [ErrUnknownMethod]; parameters that are missing or out
+// of range wrap [ErrInvalid].
 func DecodeRequest(b []byte) (*Request, error) {
 	var r Request
 	if err := Unmarshal(b, &r); err != nil {
@@ -169,7 +186,7 @@ func DecodeRequest(b []byte) (*Request, error) {
 // Validate checks a request's method and parameters.
 func (r *Request) Validate() error {
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s: %s", ErrMalformed, r.Method, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: %s: %s", ErrInvalid, r.Method, fmt.Sprintf(format, args...))
 	}
 	switch r.Method {
 	case MethodPing, MethodVersion, MethodInfo, MethodSync, MethodPowerOff, MethodReboot:
@@ -206,6 +223,11 @@ func (r *Request) Validate() error {
 		}
 		if e.TimeoutNS < 0 {
 			return bad("negative timeout")
+		}
+		return nil
+	case MethodExecStdin:
+		if r.ExecStdin == nil || r.ExecStdin.Stream == 0 {
+			return bad("missing exec stream")
 		}
 		return nil
 	case MethodWriteFile, MethodReadFile:
@@ -257,7 +279,7 @@ func DecodeExit(b []byte) (*ExitResult, error) {
 	if err := Unmarshal(b, &x); err != nil {
 		return nil, err
 	}
-	if x.Signal != "" && !ValidSignalName(x.Signal) {
+	if x.Signal != "" && !validSignalSyntax(x.Signal) {
 		return nil, fmt.Errorf("%w: exit: bad signal name %q", ErrMalformed, x.Signal)
 	}
 	return &x, nil

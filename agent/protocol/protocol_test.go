@@ -118,6 +118,7 @@ func TestDecodeRequest(t *testing.T) {
 		`{"method":"write_file","file":{"path":"/a/b","mode":420,"uid":0,"gid":0,"mkdir_parents":true}}`,
 		`{"method":"read_file","file":{"path":"/etc/hostname"}}`,
 		`{"method":"set_time","time":{"unix_nano":1700000000000000000}}`,
+		`{"method":"exec_stdin","exec_stdin":{"stream":3}}`,
 	}
 	for _, s := range good {
 		if _, err := DecodeRequest([]byte(s)); err != nil {
@@ -126,15 +127,16 @@ func TestDecodeRequest(t *testing.T) {
 	}
 	bad := map[string]error{
 		`{"method":"frobnicate"}`:                                   ErrUnknownMethod,
-		`{"method":"exec"}`:                                         ErrMalformed,
-		`{"method":"exec","exec":{"args":[]}}`:                      ErrMalformed,
-		`{"method":"exec","exec":{"args":["a\u0000b"]}}`:            ErrMalformed,
-		`{"method":"exec","exec":{"args":["x"],"env":["=x"]}}`:      ErrMalformed,
-		`{"method":"write_file","file":{"path":"relative"}}`:        ErrMalformed,
-		`{"method":"write_file","file":{"path":"/x","mode":99999}}`: ErrMalformed,
-		`{"method":"set_time","time":{"unix_nano":-1}}`:             ErrMalformed,
-		`not json`:   ErrMalformed,
-		`{"method":`: ErrMalformed,
+		`{"method":"exec"}`:                                         ErrInvalid,
+		`{"method":"exec","exec":{"args":[]}}`:                      ErrInvalid,
+		`{"method":"exec","exec":{"args":["a\u0000b"]}}`:            ErrInvalid,
+		`{"method":"exec","exec":{"args":["x"],"env":["=x"]}}`:      ErrInvalid,
+		`{"method":"write_file","file":{"path":"relative"}}`:        ErrInvalid,
+		`{"method":"write_file","file":{"path":"/x","mode":99999}}`: ErrInvalid,
+		`{"method":"set_time","time":{"unix_nano":-1}}`:             ErrInvalid,
+		`{"method":"exec_stdin"}`:                                   ErrInvalid,
+		`not json`:                                                  ErrMalformed,
+		`{"method":`:                                                ErrMalformed,
 	}
 	for s, want := range bad {
 		if _, err := DecodeRequest([]byte(s)); !errors.Is(err, want) {

@@ -68,8 +68,8 @@ func execError(err error, op, path string) *protocol.Error {
 	return e
 }
 
-// exec serves one exec request on st.
-func (s *Server) exec(ctx context.Context, st *yamux.Stream, req *protocol.ExecRequest) {
+// exec serves one exec request on st, a stream of sess.
+func (s *Server) exec(ctx context.Context, sess *yamux.Session, st *yamux.Stream, req *protocol.ExecRequest) {
 	fw := &frameWriter{w: st}
 	name := req.Path
 	if name == "" {
@@ -123,9 +123,10 @@ func (s *Server) exec(ctx context.Context, st *yamux.Stream, req *protocol.ExecR
 	}
 
 	// Set up stdio. parent ends are read/written here, child ends are
-	// handed to the process and closed after the fork.
+	// handed to the process and closed after the fork; streams not
+	// attached are the server's shared /dev/null.
 	var (
-		childFiles []*os.File
+		fds        []uintptr // the child's stdin, stdout, stderr
 		closeAfter []*os.File
 		stdinW     io.WriteCloser // nil if stdin is not attached
 		outputs    []*os.File     // read ends, in frame order: stdout, stderr
@@ -136,13 +137,6 @@ func (s *Server) exec(ctx context.Context, st *yamux.Stream, req *protocol.ExecR
 		for _, f := range closeAfter {
 			f.Close()
 		}
-	}
-	devNull := func() (*os.File, error) {
-		f, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-		if err == nil {
-			closeAfter = append(closeAfter, f)
-		}
-		return f, err
 	}
 	if req.TTY {
 		master, slave, err := pty.Open()
@@ -157,7 +151,8 @@ func (s *Server) exec(ctx context.Context, st *yamux.Stream, req *protocol.ExecR
 		pty.Setsize(master, &pty.Winsize{Rows: rows, Cols: cols})
 		ptmx = master
 		closeAfter = append(closeAfter, slave)
-		childFiles = []*os.File{slave, slave, slave}
+		fd := slave.Fd()
+		fds = []uintptr{fd, fd, fd}
 		sys.Setctty = true
 		sys.Ctty = 0
 		if req.Stdin {
@@ -166,7 +161,12 @@ func (s *Server) exec(ctx context.Context, st *yamux.Stream, req *protocol.ExecR
 		outputs = append(outputs, master)
 		outTypes = append(outTypes, protocol.FrameStdout)
 	} else {
-		childFiles = make([]*os.File, 3)
+		null, err := s.devNull()
+		if err != nil {
+			sendError(st, execError(err, "open", os.DevNull))
+			return
+		}
+		fds = []uintptr{null, null, null}
 		if req.Stdin {
 			r, w, err := os.Pipe()
 			if err != nil {
@@ -174,7 +174,7 @@ func (s *Server) exec(ctx context.Context, st *yamux.Stream, req *protocol.ExecR
 				return
 			}
 			closeAfter = append(closeAfter, r)
-			childFiles[0], stdinW = r, w
+			fds[0], stdinW = r.Fd(), w
 		}
 		for i, attach := range []bool{req.Stdout, req.Stderr} {
 			if !attach {
@@ -189,23 +189,10 @@ func (s *Server) exec(ctx context.Context, st *yamux.Stream, req *protocol.ExecR
 			// A bigger pipe means fewer, larger frames for bulk output.
 			unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 1<<20)
 			closeAfter = append(closeAfter, w)
-			childFiles[i+1] = w
+			fds[i+1] = w.Fd()
 			outputs = append(outputs, r)
 			outTypes = append(outTypes, []protocol.FrameType{protocol.FrameStdout, protocol.FrameStderr}[i])
 		}
-		for i, f := range childFiles {
-			if f == nil {
-				if childFiles[i], err = devNull(); err != nil {
-					cleanup()
-					sendError(st, execError(err, "open", os.DevNull))
-					return
-				}
-			}
-		}
-	}
-	fds := make([]uintptr, len(childFiles))
-	for i, f := range childFiles {
-		fds[i] = f.Fd()
 	}
 	attr := &syscall.ProcAttr{Dir: dir, Env: env, Files: fds, Sys: sys}
 	start := time.Now()
@@ -221,13 +208,27 @@ func (s *Server) exec(ctx context.Context, st *yamux.Stream, req *protocol.ExecR
 		sendError(st, execError(err, "exec", path))
 		return
 	}
+	s.running.Add(1)
+	defer s.running.Add(-1) // after the wait below
 	s.debugf("exec %q: pid %d", req.Args, pid)
+	p := &proc{pid: pid}
+	exited := make(chan struct{}) // closed once the process has been waited for
+
+	// Standard input: one writer goroutine drains a bounded queue fed by
+	// the exec_stdin stream (or, from older clients, by stdin frames on
+	// this stream).
+	var sink *stdinSink
+	if stdinW != nil {
+		sink = newStdinSink(exited)
+		go sink.run(stdinW, ptmx != nil)
+		key := execKey{sess, st.StreamID()}
+		s.registerExec(key, sink)
+		defer s.unregisterExec(key)
+	}
 	if err := sendResponse(st, protocol.ExecStarted{Pid: pid}); err != nil {
 		// The client is gone already.
-		syscall.Kill(-pid, syscall.SIGKILL)
+		p.signal(syscall.SIGKILL)
 	}
-
-	p := &proc{pid: pid}
 
 	// Forward output.
 	var outWG sync.WaitGroup
@@ -239,37 +240,15 @@ func (s *Server) exec(ctx context.Context, st *yamux.Stream, req *protocol.ExecR
 		}()
 	}
 
-	// Read client frames: stdin, EOF, resize, signals. Stdin data goes
-	// through a queue so that a process not reading its stdin does not
-	// hold up signals and resizes.
-	stdinQ := make(chan []byte, 64)
-	if stdinW != nil {
-		go func() {
-			for b := range stdinQ {
-				if b == nil {
-					if ptmx != nil {
-						// EOF on a terminal is ^D at the start of a line.
-						ptmx.Write([]byte{4})
-						continue
-					}
-					stdinW.Close()
-					continue
-				}
-				if _, err := stdinW.Write(b); err != nil && ptmx == nil {
-					// The process closed its stdin; drop the rest.
-					stdinW.Close()
-				}
-			}
-			if ptmx == nil {
-				stdinW.Close()
-			}
-		}()
-	}
+	// Read the client's frames on this stream: resize, signal, and the end
+	// of the stream, which cancels the exec. Nothing here waits for the
+	// process: a signal is delivered even while the process does not read
+	// its input (only the in-band stdin frames of older clients wait for
+	// room in the stdin queue).
 	clientGone := make(chan struct{})
 	var protoErr error // a protocol violation by the client, reported instead of the exit
 	go func() {
 		defer close(clientGone)
-		defer close(stdinQ)
 		for {
 			t, b, err := protocol.ReadFrame(st, nil)
 			if err != nil {
@@ -281,32 +260,22 @@ func (s *Server) exec(ctx context.Context, st *yamux.Stream, req *protocol.ExecR
 				}
 				return
 			}
+			var ferr error
 			switch t {
-			case protocol.FrameStdin:
-				if stdinW != nil {
-					select {
-					case stdinQ <- b:
-					case <-ctx.Done():
-					}
-				}
-			case protocol.FrameStdinEOF:
-				if stdinW != nil {
-					stdinQ <- nil
-				}
+			case protocol.FrameStdin, protocol.FrameStdinEOF:
+				ferr = sink.frame(ctx, t, b)
 			case protocol.FrameResize:
 				rows, cols, _ := protocol.DecodeResize(b)
 				if ptmx != nil {
 					pty.Setsize(ptmx, &pty.Winsize{Rows: rows, Cols: cols})
 				}
 			case protocol.FrameSignal:
-				sig := unix.SignalNum(string(b))
-				if sig == 0 {
-					s.logf("exec pid %d: ignoring unknown signal %q", pid, b)
-					continue
-				}
-				p.signal(sig)
+				p.signal(syscall.Signal(protocol.SignalNumber(string(b))))
 			default:
-				protoErr = fmt.Errorf("%w: unexpected %v frame during exec", protocol.ErrMalformed, t)
+				ferr = fmt.Errorf("%w: unexpected %v frame during exec", protocol.ErrMalformed, t)
+			}
+			if ferr != nil {
+				protoErr = ferr
 				s.logf("exec pid %d: %v", pid, protoErr)
 				return
 			}
@@ -320,7 +289,6 @@ func (s *Server) exec(ctx context.Context, st *yamux.Stream, req *protocol.ExecR
 		defer t.Stop()
 		timeout = t.C
 	}
-	exited := make(chan struct{})
 	var timedOut bool
 	go func() {
 		select {
@@ -346,19 +314,41 @@ func (s *Server) exec(ctx context.Context, st *yamux.Stream, req *protocol.ExecR
 	close(exited)
 
 	// Forward the rest of the output; background processes may hold it
-	// open, so give up after a grace period.
-	outDone := make(chan struct{})
-	go func() { outWG.Wait(); close(outDone) }()
-	select {
-	case <-outDone:
-	case <-time.After(s.cfg.OutputGrace):
+	// open, so give up after a grace period (or when the client or the
+	// session goes away).
+	grace := s.cfg.OutputGrace
+	if req.OutputGraceNS != 0 {
+		grace = time.Duration(req.OutputGraceNS)
+	}
+	var graceC <-chan time.Time
+	if grace > 0 {
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		graceC = t.C
+	}
+	if len(outputs) > 0 {
+		outDone := make(chan struct{})
+		go func() { outWG.Wait(); close(outDone) }()
+		select {
+		case <-outDone:
+		case <-graceC:
+			// Stop waiting for the background writers, but forward what
+			// is in the pipes already.
+			for _, f := range outputs {
+				f.SetReadDeadline(time.Now())
+			}
+			select {
+			case <-outDone:
+			case <-clientGone:
+			case <-ctx.Done():
+			}
+		case <-clientGone:
+		case <-ctx.Done():
+		}
 		for _, f := range outputs {
 			f.Close()
 		}
 		<-outDone
-	}
-	for _, f := range outputs {
-		f.Close()
 	}
 	if ptmx != nil {
 		ptmx.Close()
@@ -389,6 +379,20 @@ func (s *Server) exec(ctx context.Context, st *yamux.Stream, req *protocol.ExecR
 	}
 	b, _ := protocol.Marshal(res)
 	fw.write(protocol.FrameExit, b)
+}
+
+// devNull returns the server's descriptor of /dev/null (close-on-exec),
+// opened once and shared by every exec's detached streams.
+func (s *Server) devNull() (uintptr, error) {
+	s.nullOnce.Do(func() {
+		fd, err := unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
+		if err != nil {
+			s.nullErr = &os.PathError{Op: "open", Path: os.DevNull, Err: err}
+			return
+		}
+		s.nullFd = uintptr(fd)
+	})
+	return s.nullFd, s.nullErr
 }
 
 // proc is a started process whose group can be signalled until it exits.
@@ -429,10 +433,46 @@ func pumpOutput(r *os.File, t protocol.FrameType, fw *frameWriter) {
 				return
 			}
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The output grace is over: forward what is buffered.
+			drainOutput(r, t, fw, buf)
+			return
+		}
 		if err != nil {
 			// EOF, or EIO from a pty whose slave side is closed.
 			return
 		}
+	}
+}
+
+// maxDrain bounds what drainOutput forwards: a pipe holds 1 MiB (the size
+// the server sets), more means a writer is still busy.
+const maxDrain = 1<<20 + outputChunk
+
+// drainOutput forwards the data buffered in r without waiting for more,
+// up to maxDrain bytes. buf is pumpOutput's buffer.
+func drainOutput(r *os.File, t protocol.FrameType, fw *frameWriter, buf []byte) {
+	r.SetReadDeadline(time.Time{})
+	rc, err := r.SyscallConn()
+	if err != nil {
+		return
+	}
+	for total := 0; total < maxDrain; {
+		var n int
+		var rerr error
+		// One non-blocking read(2); the raw conn keeps the descriptor
+		// open meanwhile even if the file is being closed.
+		if err := rc.Read(func(fd uintptr) bool {
+			n, rerr = unix.Read(int(fd), buf[protocol.HeaderSize:])
+			return true
+		}); err != nil || rerr != nil || n <= 0 {
+			return // closed, empty (EAGAIN) or at EOF
+		}
+		protocol.PutFrameHeader(buf, t, n)
+		if fw.writeRaw(buf[:protocol.HeaderSize+n]) != nil {
+			return
+		}
+		total += n
 	}
 }
 

@@ -34,7 +34,9 @@ func (s *Server) writeFile(st *yamux.Stream, req *protocol.FileRequest) {
 	sendResponse(st, protocol.FileInfo{Size: size, Mode: req.Mode})
 }
 
-var errClientAbort = errors.New("client aborted the transfer")
+// errClientAbort is a write_file stream that ended before data-eof; the
+// server reports it with code protocol.
+var errClientAbort = fmt.Errorf("%w: client aborted the transfer", protocol.ErrMalformed)
 
 func (s *Server) receiveFile(st *yamux.Stream, req *protocol.FileRequest) (size int64, err error) {
 	path := filepath.Clean(req.Path)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -74,6 +75,13 @@ type Server struct {
 	closed   bool
 	sessions map[*yamux.Session]struct{}
 	conns    map[io.Closer]struct{}
+	execs    map[execKey]*stdinSink // running execs with stdin, for exec_stdin
+
+	nullOnce sync.Once
+	nullFd   uintptr
+	nullErr  error
+
+	running atomic.Int64 // execs whose process has not been waited for
 }
 
 // ErrServerClosed is returned by the Serve methods after Close.
@@ -96,7 +104,8 @@ func New(cfg Config) *Server {
 	if cfg.OutputGrace == 0 {
 		cfg.OutputGrace = time.Second
 	}
-	return &Server{cfg: cfg, sessions: make(map[*yamux.Session]struct{}), conns: make(map[io.Closer]struct{})}
+	return &Server{cfg: cfg, sessions: make(map[*yamux.Session]struct{}), conns: make(map[io.Closer]struct{}),
+		execs: make(map[execKey]*stdinSink)}
 }
 
 func (s *Server) logf(format string, args ...any) {
@@ -180,7 +189,7 @@ func (s *Server) ServeConn(conn net.Conn) error {
 		return fmt.Errorf("handshake: %w", err)
 	}
 	conn.SetDeadline(time.Time{})
-	return s.serveSession(&skipHellos{ReadWriteCloser: conn}, false)
+	return s.serveSession(&skipHellos{ReadWriteCloser: conn}, false, nil)
 }
 
 // handshake runs the server side of the handshake on rw. With scan set
@@ -266,11 +275,15 @@ func (r *skipHellos) Read(p []byte) (int, error) {
 	}
 }
 
-// serveSession runs a yamux server session on conn until it ends.
-func (s *Server) serveSession(conn io.ReadWriteCloser, stream bool) error {
+// serveSession runs a yamux server session on conn until it ends. started,
+// if not nil, is called with the session before it serves.
+func (s *Server) serveSession(conn io.ReadWriteCloser, stream bool, started func(*yamux.Session)) error {
 	sess, err := yamux.Server(conn, s.yamuxConfig(stream))
 	if err != nil {
 		return err
+	}
+	if started != nil {
+		started(sess)
 	}
 	if !s.track(sess, true) {
 		sess.Close()
@@ -278,6 +291,13 @@ func (s *Server) serveSession(conn io.ReadWriteCloser, stream bool) error {
 	}
 	defer s.track(sess, false)
 	defer sess.Close()
+	// Every call of the session ends when the session does.
+	sessCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-sess.CloseChan()
+		cancel()
+	}()
 	for {
 		st, err := sess.AcceptStream()
 		if err != nil {
@@ -286,7 +306,7 @@ func (s *Server) serveSession(conn io.ReadWriteCloser, stream bool) error {
 			}
 			return err
 		}
-		go s.handleStream(sess, st)
+		go s.handleStream(sessCtx, sess, st)
 	}
 }
 
@@ -339,8 +359,30 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// Shutdown closes the server as Close does, which kills the process groups
+// of running execs, and waits until those processes have been waited for,
+// or until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.Close()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for s.running.Load() > 0 {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %d killed commands to exit: %w", s.running.Load(), ctx.Err())
+		}
+	}
+	return nil
+}
+
+// Running returns the number of exec'd processes not yet waited for.
+func (s *Server) Running() int {
+	return int(s.running.Load())
+}
+
 // handleStream serves one RPC stream.
-func (s *Server) handleStream(sess *yamux.Session, st *yamux.Stream) {
+func (s *Server) handleStream(sessCtx context.Context, sess *yamux.Session, st *yamux.Stream) {
 	defer st.Close()
 	defer func() {
 		if r := recover(); r != nil {
@@ -366,18 +408,13 @@ func (s *Server) handleStream(sess *yamux.Session, st *yamux.Stream) {
 		return
 	}
 	s.debugf("stream %d: %s", st.StreamID(), req.Method)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(sessCtx)
 	defer cancel()
-	go func() {
-		select {
-		case <-sess.CloseChan():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	switch req.Method {
 	case protocol.MethodExec:
-		s.exec(ctx, st, req.Exec)
+		s.exec(ctx, sess, st, req.Exec)
+	case protocol.MethodExecStdin:
+		s.execStdin(ctx, sess, st, req.ExecStdin)
 	case protocol.MethodWriteFile:
 		s.writeFile(st, req.File)
 	case protocol.MethodReadFile:

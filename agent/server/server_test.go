@@ -19,14 +19,18 @@ import (
 	"github.com/supermachine-go/supermachine-kernel/agent/server"
 )
 
-func startServer(t *testing.T) string {
+func startServer(t testing.TB) string {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "agent.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := server.New(server.Config{Version: agent.Version, Logf: t.Logf})
+	logf := t.Logf
+	if _, ok := t.(*testing.F); ok {
+		logf = func(string, ...any) {} // fuzz targets may not log through f
+	}
+	srv := server.New(server.Config{Version: agent.Version, Logf: logf})
 	done := make(chan struct{})
 	go func() { defer close(done); srv.Serve(l) }()
 	t.Cleanup(func() { srv.Close(); <-done })
@@ -35,7 +39,7 @@ func startServer(t *testing.T) string {
 
 // rawSession does the handshake by hand and returns a yamux client session,
 // so that tests can send what a real client never would.
-func rawSession(t *testing.T, sock string) *yamux.Session {
+func rawSession(t testing.TB, sock string) *yamux.Session {
 	t.Helper()
 	conn, err := net.Dial("unix", sock)
 	if err != nil {
@@ -91,6 +95,8 @@ func TestMalformedInput(t *testing.T) {
 		{"bad JSON", append(protocol.AppendFrameHeader(nil, protocol.FrameRequest, 5), "{nope"...), "malformed"},
 		{"unknown method", append(protocol.AppendFrameHeader(nil, protocol.FrameRequest, 19), `{"method":"launch"}`...), "unknown method"},
 		{"bad exec", append(protocol.AppendFrameHeader(nil, protocol.FrameRequest, 36), `{"method":"exec","exec":{"args":[]}}`...), "empty argv"},
+		{"relative path", append(protocol.AppendFrameHeader(nil, protocol.FrameRequest, 50), `{"method":"write_file","file":{"path":"etc/motd"}}`...), "not an absolute file path"},
+		{"exec_stdin of nothing", append(protocol.AppendFrameHeader(nil, protocol.FrameRequest, 49), `{"method":"exec_stdin","exec_stdin":{"stream":1}}`...), "no running exec"},
 		{"truncated", append(protocol.AppendFrameHeader(nil, protocol.FrameRequest, 100), "{"...), "truncated"},
 	}
 	for _, tt := range tests {
@@ -115,8 +121,17 @@ func TestMalformedInput(t *testing.T) {
 			if !strings.Contains(e.Message, tt.want) {
 				t.Fatalf("error %q, want %q", e.Message, tt.want)
 			}
-			if e.Code != protocol.CodeProtocol && e.Code != protocol.CodeUnknownMethod {
-				t.Fatalf("code %q", e.Code)
+			want := protocol.CodeProtocol
+			switch tt.name {
+			case "unknown method":
+				want = protocol.CodeUnknownMethod
+			case "bad exec", "relative path":
+				want = protocol.CodeInvalid
+			case "exec_stdin of nothing":
+				want = protocol.CodeNotFound
+			}
+			if e.Code != want {
+				t.Fatalf("code %q, want %q", e.Code, want)
 			}
 			// The server closes the stream after the error.
 			if _, _, err := protocol.ReadFrame(st, nil); err != io.EOF {
@@ -215,5 +230,72 @@ func TestUnknownSignalIgnored(t *testing.T) {
 	var ee *agent.ExitError
 	if err := cmd.Wait(); !errors.As(err, &ee) || ee.Signal() != "SIGKILL" {
 		t.Fatalf("%v", err)
+	}
+}
+
+// exec_stdin attaches one stream to a running exec's stdin: its data reaches
+// the process, a second attach is refused with busy, and one for a stream
+// without a running exec with stdin gets not_found.
+func TestExecStdinStream(t *testing.T) {
+	sess := rawSession(t, startServer(t))
+	st, err := sess.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	b, _ := protocol.Marshal(&protocol.Request{Method: protocol.MethodExec, Exec: &protocol.ExecRequest{
+		Args: []string{"cat"}, Stdin: true, Stdout: true}})
+	protocol.WriteFrame(st, protocol.FrameRequest, b)
+	if typ, p, err := protocol.ReadFrame(st, nil); err != nil || typ != protocol.FrameResponse {
+		t.Fatalf("exec: %v %q %v", typ, p, err)
+	}
+	attach := func(stream uint32) (*yamux.Stream, *protocol.Error) {
+		t.Helper()
+		in, err := sess.OpenStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := protocol.Marshal(&protocol.Request{Method: protocol.MethodExecStdin, ExecStdin: &protocol.ExecStdinRequest{Stream: stream}})
+		protocol.WriteFrame(in, protocol.FrameRequest, b)
+		typ, p, err := protocol.ReadFrame(in, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if typ == protocol.FrameError {
+			return in, protocol.DecodeError(p)
+		}
+		return in, nil
+	}
+	in, perr := attach(st.StreamID())
+	if perr != nil {
+		t.Fatalf("attach: %v", perr)
+	}
+	if _, perr := attach(st.StreamID()); perr == nil || perr.Code != protocol.CodeBusy {
+		t.Fatalf("second attach: %v, want code busy", perr)
+	}
+	if _, perr := attach(st.StreamID() + 2); perr == nil || perr.Code != protocol.CodeNotFound {
+		t.Fatalf("attach to no exec: %v, want code not_found", perr)
+	}
+	protocol.WriteFrame(in, protocol.FrameStdin, []byte("through the stdin stream\n"))
+	protocol.WriteFrame(in, protocol.FrameStdinEOF, nil)
+	in.Close()
+	var out bytes.Buffer
+	for {
+		typ, p, err := protocol.ReadFrame(st, nil)
+		if err != nil {
+			t.Fatalf("reading the exec stream: %v (output so far %q)", err, out.String())
+		}
+		if typ == protocol.FrameStdout {
+			out.Write(p)
+			continue
+		}
+		if typ != protocol.FrameExit {
+			t.Fatalf("unexpected %v frame", typ)
+		}
+		x, err := protocol.DecodeExit(p)
+		if err != nil || x.ExitCode != 0 || out.String() != "through the stdin stream\n" {
+			t.Fatalf("exit %+v %v, output %q", x, err, out.String())
+		}
+		return
 	}
 }

@@ -3,10 +3,15 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/yamux"
 
 	"github.com/supermachine-go/supermachine-kernel/agent/protocol"
 )
@@ -53,7 +58,28 @@ func (s *Server) ServeStream(ctx context.Context, rwc io.ReadWriteCloser) error 
 			return err
 		}
 		s.debugf("stream: client connected")
-		err = s.serveSession(&skipHellos{ReadWriteCloser: v}, true)
+		watch := &helloWatch{}
+		v.watch = watch
+		err = s.serveSession(&skipHellos{ReadWriteCloser: v}, true, func(sess *yamux.Session) {
+			// A new client's hello inside the session: if the session is
+			// stuck (the old client died in the middle of a frame, whose
+			// payload now swallows the new client's bytes), it no longer
+			// answers pings. End it then, so that the new client's next
+			// hello is read by the handshake scanner.
+			var probing atomic.Bool
+			watch.setFound(func() {
+				if probing.Swap(true) {
+					return
+				}
+				go func() {
+					defer probing.Store(false)
+					if !s.probe(sess, probeTimeout) {
+						s.logf("stream: a new client says hello and the session does not answer pings: ending it")
+						sess.Close()
+					}
+				}()
+			})
+		})
 		v.Close()
 		s.debugf("stream: session ended: %v", err)
 	}
@@ -99,6 +125,7 @@ type streamView struct {
 	m      *streamMux
 	closed chan struct{}
 	once   sync.Once
+	watch  *helloWatch // if set, sees every byte read
 }
 
 var errViewClosed = errors.New("stream session closed")
@@ -129,9 +156,61 @@ func (v *streamView) Read(p []byte) (int, error) {
 	}
 	n := copy(p, m.left)
 	m.left = m.left[n:]
+	if v.watch != nil {
+		v.watch.scan(p[:n])
+	}
 	return n, nil
 }
 
+// probeTimeout is how long a session on a long-lived stream has to answer
+// a ping after a new client's hello showed up in it.
+const probeTimeout = 2 * time.Second
+
+// probe pings sess and reports whether it answered within d.
+func (s *Server) probe(sess *yamux.Session, d time.Duration) bool {
+	done := make(chan error, 1)
+	go func() {
+		_, err := sess.Ping()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err == nil
+	case <-time.After(d):
+		return false
+	case <-sess.CloseChan():
+		return true // ended anyway
+	}
+}
+
+// helloWatch looks for the start of a client hello (magic, kind 'H',
+// protocol version) in the bytes of a session, across reads.
+type helloWatch struct {
+	tail  []byte // the last len(helloPrefix)-1 bytes seen
+	found atomic.Pointer[func()]
+}
+
+// setFound sets what to do when a hello shows up.
+func (w *helloWatch) setFound(f func()) { w.found.Store(&f) }
+
+var helloPrefix = append(protocol.Magic[:], byte(protocol.KindHello), protocol.Version)
+
+func (w *helloWatch) scan(p []byte) {
+	k := len(helloPrefix) - 1
+	var edge [2 * 8]byte // the tail and the start of p: a prefix split across reads
+	e := append(append(edge[:0], w.tail...), p[:min(len(p), k)]...)
+	if bytes.Contains(e, helloPrefix) || bytes.Contains(p, helloPrefix) {
+		if f := w.found.Load(); f != nil {
+			(*f)()
+		}
+	}
+	if len(p) >= k {
+		w.tail = append(w.tail[:0], p[len(p)-k:]...)
+	} else {
+		w.tail = append(w.tail, p...)
+		w.tail = w.tail[len(w.tail)-min(len(w.tail), k):]
+	}
+}
 func (v *streamView) Write(p []byte) (int, error) {
 	select {
 	case <-v.closed:

@@ -11,6 +11,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
+	"time"
 )
 
 // execUser is a resolved exec user.
@@ -125,7 +128,59 @@ func parseID(s string) (uint32, error) {
 	return uint32(v), nil
 }
 
+// colonCache keeps the parsed passwd and group files, keyed by path and
+// checked against the file's inode, size and modification time on every
+// use: an exec then costs a stat instead of reading and parsing two files.
+var colonCache struct {
+	sync.Mutex
+	m map[string]cachedFile
+}
+
+type cachedFile struct {
+	ino, size int64
+	mtime     time.Time
+	v         any
+}
+
+// cachedParse returns parse(path), reusing the last result while the file
+// is unchanged.
+func cachedParse[T any](path string, parse func(string) (T, error)) (T, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return parse(path) // reports the error as parse does
+	}
+	var ino int64
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		ino = int64(st.Ino)
+	}
+	colonCache.Lock()
+	c, ok := colonCache.m[path]
+	colonCache.Unlock()
+	if ok && c.ino == ino && c.size == fi.Size() && c.mtime.Equal(fi.ModTime()) {
+		return c.v.(T), nil
+	}
+	v, err := parse(path)
+	if err != nil {
+		return v, err
+	}
+	colonCache.Lock()
+	if colonCache.m == nil {
+		colonCache.m = make(map[string]cachedFile)
+	}
+	colonCache.m[path] = cachedFile{ino: ino, size: fi.Size(), mtime: fi.ModTime(), v: v}
+	colonCache.Unlock()
+	return v, nil
+}
+
 func readPasswd(path string) ([]passwdEntry, error) {
+	return cachedParse(path, parsePasswd)
+}
+
+func readGroup(path string) ([]groupEntry, error) {
+	return cachedParse(path, parseGroup)
+}
+
+func parsePasswd(path string) ([]passwdEntry, error) {
 	var out []passwdEntry
 	err := readColonFile(path, func(f []string) {
 		if len(f) < 7 {
@@ -141,7 +196,7 @@ func readPasswd(path string) ([]passwdEntry, error) {
 	return out, err
 }
 
-func readGroup(path string) ([]groupEntry, error) {
+func parseGroup(path string) ([]groupEntry, error) {
 	var out []groupEntry
 	err := readColonFile(path, func(f []string) {
 		if len(f) < 4 {

@@ -7,17 +7,18 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/supermachine-go/supermachine-kernel/initramfs"
-	"github.com/supermachine-go/supermachine-kernel/internal/extract"
+	"github.com/supermachine-go/supermachine-kernel/internal/atomicfile"
 	"github.com/supermachine-go/supermachine-kernel/kernel"
 )
 
 func cmdInfo(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("info", "[-json]", stderr)
-	asJSON := fs.Bool("json", false, "print the manifest as JSON")
+	asJSON := fs.Bool("json", false, "print kernel.Manifest() as JSON: the schema of kernel.Info (extracted file names, modes, flat xz fields), not that of the arch module's manifest.json")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -33,8 +34,16 @@ func cmdInfo(args []string, stdout, stderr io.Writer) error {
 	for _, a := range []kernel.AssetInfo{m.Kernel, m.Busybox, m.Agent} {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", a.Name, a.Version, a.Format, a.Size, a.XZSize, a.SHA256)
 	}
+	if v := m.Vmlinux; v != nil {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", v.Name, v.Version, v.Format, v.Size, "derived", v.SHA256)
+	}
 	tw.Flush()
-	fmt.Fprintf(stdout, "\nkernel config SHA-256: %s\nkernel source: %s\n", m.Kernel.ConfigSHA256, m.Kernel.Source)
+	if m.Vmlinux != nil {
+		fmt.Fprintln(stdout, "\nvmlinux: decoded on demand from the bzImage's LZ4 payload; for VMMs that load an ELF kernel (Firecracker)")
+	} else {
+		fmt.Fprintln(stdout, "\nthe Image is uncompressed: Firecracker, Cloud Hypervisor and Virtualization.framework boot it as is")
+	}
+	fmt.Fprintf(stdout, "kernel config SHA-256: %s\nkernel source: %s\n", m.Kernel.ConfigSHA256, m.Kernel.Source)
 	return nil
 }
 
@@ -63,6 +72,20 @@ func cmdExtract(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	fmt.Fprintf(stdout, "kernel  %s\nbusybox %s\nagent   %s\n", paths.Kernel, paths.Busybox, paths.Agent)
+	if kernel.Vmlinux == kernel.Kernel {
+		return nil // arm64: the Image is already uncompressed
+	}
+	var vmlinux string
+	if fs.NArg() == 1 {
+		vmlinux = filepath.Join(fs.Arg(0), kernel.Vmlinux.File())
+		err = kernel.Vmlinux.ExtractTo(vmlinux)
+	} else {
+		vmlinux, err = kernel.Vmlinux.Cached(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "vmlinux %s\n", vmlinux)
 	return nil
 }
 
@@ -112,7 +135,7 @@ func cmdInitramfs(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := extract.WriteBytes(context.Background(), *out, b, 0o644); err != nil {
+	if err := atomicfile.WriteFile(context.Background(), *out, b, 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: %d bytes\n", *out, len(b))

@@ -20,7 +20,7 @@ const connectHelp = `agent address:
 func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("exec", "-connect ADDR [flags] -- COMMAND [ARG...]", stderr)
 	addr := fs.String("connect", "", "the agent's address (see below)")
-	tty := fs.Bool("tty", false, "run COMMAND on a pseudo-terminal")
+	tty := fs.Bool("tty", false, "run COMMAND on a pseudo-terminal, attached to this terminal in raw mode (keys, ^C included, go to the guest; window size changes follow)")
 	timeout := fs.Duration("timeout", 0, "give up after this long (0: no limit)")
 	usage := fs.Usage
 	fs.Usage = func() { usage(); fmt.Fprintln(stderr, "\n"+connectHelp) }

@@ -7,6 +7,7 @@
 //	supermachine-kernel initramfs -o FILE [flags]
 //	supermachine-kernel boot [flags] -- COMMAND [ARG...]
 //	supermachine-kernel exec -connect ADDR [flags] -- COMMAND [ARG...]
+//	supermachine-kernel vmexec [flags] [--] BINARY [ARG...]
 //
 // Install it with go install github.com/supermachine-go/supermachine-kernel/cmd/supermachine-kernel@latest.
 package main
@@ -27,9 +28,11 @@ const usage = `supermachine-kernel: the bundled microVM guest assets (kernel, bu
 
 usage:
   supermachine-kernel info [-json]
-        arch, versions, sizes and SHA-256 of the bundled assets
+        arch, versions, sizes and SHA-256 of the bundled assets (-json:
+        kernel.Info as JSON, whose schema is not manifest.json's)
   supermachine-kernel extract [DIR]
-        write the kernel, busybox and agent into DIR (default: into the
+        write the kernel, busybox and agent (and on amd64 the ELF vmlinux
+        derived from the bzImage) into DIR (default: into the
         content-addressed cache) and print their paths
   supermachine-kernel initramfs -o FILE [flags]
         write the agent initramfs (busybox, agent, generated /init)
@@ -38,6 +41,9 @@ usage:
         through the agent, stream its output and exit with its exit code
   supermachine-kernel exec -connect ADDR [flags] -- COMMAND [ARG...]
         run COMMAND through the agent of a running guest
+  supermachine-kernel vmexec [flags] [--] BINARY [ARG...]
+        run a Linux executable in a microVM of the bundled kernel for its
+        arch, sharing the host's files; for go test -exec
 
 Run "supermachine-kernel COMMAND -h" for the flags of a command.
 `
@@ -74,6 +80,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdBoot(ctx, args[1:], stdout, stderr)
 	case "exec":
 		err = cmdExec(ctx, args[1:], stdout, stderr)
+	case "vmexec":
+		err = cmdVMExec(ctx, args[1:], stdout, stderr)
+	case "vmexec-virtiofsd":
+		err = cmdVirtiofsdHelper(args[1:], stderr)
 	default:
 		fmt.Fprintf(stderr, "supermachine-kernel: unknown command %q\n\n%s", args[0], usage)
 		return 2

@@ -37,6 +37,21 @@ func TestInfo(t *testing.T) {
 	if m.Agent.Version != kernel.Agent.Version() || m.Kernel.Size != kernel.KernelLen {
 		t.Errorf("info -json: %+v", m)
 	}
+	// amd64 shows the derived vmlinux; arm64's Image needs none.
+	if hasV := m.Vmlinux != nil; hasV != (kernel.Arch == "amd64") {
+		t.Errorf("info -json on %s: vmlinux entry %+v", kernel.Arch, m.Vmlinux)
+	}
+	if m.Vmlinux != nil && m.Vmlinux.SHA256 != kernel.Vmlinux.SHA256() {
+		t.Errorf("info -json: vmlinux SHA-256 %s, want %s", m.Vmlinux.SHA256, kernel.Vmlinux.SHA256())
+	}
+	// The schema is kernel.Info's (documented there), not manifest.json's:
+	// the extracted file name, the mode as a number, flat xz fields.
+	var raw map[string]map[string]any
+	json.Unmarshal([]byte(out), &raw)
+	k := raw["kernel"]
+	if k["file"] != kernel.Kernel.File() || k["mode"] != float64(0o644) || k["xz_size"] == nil || k["xz"] != nil {
+		t.Errorf("info -json: kernel is %v, want kernel.Info's schema", k)
+	}
 }
 
 func TestExtractAndInitramfs(t *testing.T) {
@@ -45,12 +60,20 @@ func TestExtractAndInitramfs(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("extract: %d %s", code, errs)
 	}
-	for _, f := range []string{kernel.Kernel.File(), "busybox", "supermachine-agent"} {
+	files := []string{kernel.Kernel.File(), "busybox", "supermachine-agent"}
+	if kernel.Arch == "amd64" {
+		files = append(files, "vmlinux")
+		b, err := os.ReadFile(filepath.Join(dir, "vmlinux"))
+		if err != nil || !bytes.HasPrefix(b, []byte("\x7fELF")) || int64(len(b)) != kernel.Vmlinux.Len() {
+			t.Fatalf("extract: vmlinux is not the %d-byte ELF (%v)", kernel.Vmlinux.Len(), err)
+		}
+	}
+	for _, f := range files {
 		st, err := os.Stat(filepath.Join(dir, f))
 		if err != nil || !strings.Contains(out, filepath.Join(dir, f)) {
 			t.Fatalf("extract did not write or print %s: %v\n%s", f, err, out)
 		}
-		if f != kernel.Kernel.File() && st.Mode().Perm() != 0o755 {
+		if f != kernel.Kernel.File() && f != "vmlinux" && st.Mode().Perm() != 0o755 {
 			t.Errorf("%s mode %v", f, st.Mode())
 		}
 	}
@@ -86,9 +109,7 @@ func TestUsageErrors(t *testing.T) {
 // linux binary of the host arch) on a Unix socket.
 func TestExecUnix(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := runCLIOK(t, "extract", dir); err != nil {
-		t.Fatal(err)
-	}
+	runCLIOK(t, "extract", dir)
 	sock := filepath.Join(dir, "agent.sock")
 	a := exec.Command(filepath.Join(dir, "supermachine-agent"), "-listen-unix", sock, "-vsock-port", "0", "-serial-port", "")
 	if err := a.Start(); err != nil {
@@ -107,12 +128,12 @@ func TestExecUnix(t *testing.T) {
 	}
 }
 
-func runCLIOK(t *testing.T, args ...string) (string, error) {
-	code, out, errs := runCLI(t, args...)
-	if code != 0 {
+// runCLIOK runs the CLI and fails the test unless it exits 0.
+func runCLIOK(t *testing.T, args ...string) {
+	t.Helper()
+	if code, _, errs := runCLI(t, args...); code != 0 {
 		t.Fatalf("%q: exit %d: %s", args, code, errs)
 	}
-	return out, nil
 }
 
 // The README's main job: boot the bundled kernel and run a command.

@@ -170,8 +170,7 @@ func benchInitBoot(b *testing.B, arch, kernelPath string) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		bctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		vm, err := qemu.Start(bctx, qemu.Config{Arch: arch, Kernel: kernelPath, Initrd: initrd,
-			Cmdline: qemu.CommandLine(arch, qemu.KVMUsable(arch))})
+		vm, err := qemu.Start(bctx, qemu.Config{Arch: arch, Kernel: kernelPath, Initrd: initrd})
 		if err != nil {
 			cancel()
 			b.Fatal(err)

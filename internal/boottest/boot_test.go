@@ -190,6 +190,7 @@ func testBoot(t *testing.T, arch string) {
 			t.Errorf("the console did not carry the agent's ready line:\n%s", c)
 		}
 	})
+	t.Run("clock", func(t *testing.T) { testGuestClock(ctx, t, g, arch, dir) })
 	t.Run("no zombies", func(t *testing.T) {
 		// The orphaned sleeps are re-parented to the agent (PID 1) and
 		// must be reaped when they exit.
@@ -227,8 +228,8 @@ func TestInitFailurePowersOff(t *testing.T) {
 			}
 			vm, err := qemu.Start(ctx, qemu.Config{
 				Arch: arch, Kernel: im.Kernel, Initrd: im.Initrd,
-				Cmdline: qemu.CommandLine(arch, qemu.KVMUsable(arch), "supermachine.root=/dev/vdz", "supermachine.rootwait=1"),
-				Disks:   []qemu.Disk{{Path: im.Root, ReadOnly: true}},
+				Append: []string{"supermachine.root=/dev/vdz", "supermachine.rootwait=1"},
+				Disks:  []qemu.Disk{{Path: im.Root, ReadOnly: true}},
 			})
 			if err != nil {
 				t.Fatal(err)

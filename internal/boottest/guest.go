@@ -139,21 +139,26 @@ type Guest struct {
 // Boot starts a guest from im and connects to its agent over the
 // virtio-serial port. extraCmdline is appended to the kernel command line.
 func Boot(ctx context.Context, im *Images, dir string, net bool, extraCmdline ...string) (*Guest, error) {
-	sock := filepath.Join(dir, "agent.sock")
-	cfg := qemu.Config{
-		Arch: im.Arch, Kernel: im.Kernel, Initrd: im.Initrd,
-		Cmdline:     qemu.CommandLine(im.Arch, qemu.KVMUsable(im.Arch), extraCmdline...),
+	return BootConfig(ctx, Config(im, dir, net, extraCmdline...))
+}
+
+// Config is the QEMU configuration Boot uses for im: the default
+// machine shape, the root image as /dev/vda, the data disk as /dev/vdb,
+// the agent's virtio-serial port on dir/agent.sock.
+func Config(im *Images, dir string, net bool, extraCmdline ...string) qemu.Config {
+	return qemu.Config{
+		Arch: im.Arch, Kernel: im.Kernel, Initrd: im.Initrd, Append: extraCmdline,
 		Disks:       []qemu.Disk{{Path: im.Root, ReadOnly: true}, {Path: im.Data}},
-		AgentSocket: sock, Net: net,
+		AgentSocket: filepath.Join(dir, "agent.sock"), Net: net,
 	}
-	vm, err := qemu.Start(ctx, cfg)
+}
+
+// BootConfig starts a guest from cfg, which has an AgentSocket, and
+// connects to its agent.
+func BootConfig(ctx context.Context, cfg qemu.Config) (*Guest, error) {
+	vm, c, err := qemu.Boot(ctx, cfg)
 	if err != nil {
 		return nil, err
-	}
-	c, err := vm.ConnectAgent(ctx)
-	if err != nil {
-		vm.Kill()
-		return nil, fmt.Errorf("%w\n--- console ---\n%s", err, vm.Console())
 	}
 	return &Guest{VM: vm, Client: c, Ready: time.Since(vm.Started())}, nil
 }

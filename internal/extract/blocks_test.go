@@ -3,10 +3,11 @@ package extract
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
-	"os"
-	"os/exec"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -14,21 +15,8 @@ import (
 // with xz(1), or skips the test.
 func multiBlock(t testing.TB, src Source, blockSize string) Source {
 	t.Helper()
-	xzBin, err := exec.LookPath("xz")
-	if err != nil {
-		t.Skip("skipping: no xz in PATH to make a multi-block stream")
-	}
-	raw, err := Decode(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(xzBin, "--format=xz", "--check=crc64", "-T1", "--block-size="+blockSize, "--lzma2=preset=6,dict=2MiB", "-c")
-	cmd.Stdin = bytes.NewReader(raw)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	src.XZ = string(out)
+	_, packed := packPiece(t, src, int(src.Size), "--check=crc64", "-T1", "--block-size="+blockSize, "--lzma2=preset=6,dict=2MiB")
+	src.XZ = string(packed)
 	return src
 }
 
@@ -49,10 +37,10 @@ func TestMultiBlock(t *testing.T) {
 		t.Fatalf("NewReader: %v", err)
 	}
 	dest := filepath.Join(t.TempDir(), "busybox")
-	if err := WriteFile(context.Background(), dest, src, false); err != nil {
+	if err := WriteFile(context.Background(), dest, src, testMode, false); err != nil {
 		t.Fatal(err)
 	}
-	assertFile(t, dest, src)
+	assertFile(t, dest, src, testMode)
 	// One block is one block.
 	if blocks, err := splitBlocks(busybox().XZ, busybox().Size); err != nil || len(blocks) != 1 {
 		t.Errorf("single block: %d blocks, %v", len(blocks), err)
@@ -67,7 +55,7 @@ func TestMultiBlockCorrupt(t *testing.T) {
 			t.Errorf("offset %d: Decode err = %v", off, err)
 		}
 		dir := t.TempDir()
-		if err := WriteFile(context.Background(), filepath.Join(dir, "busybox"), src, false); !errors.Is(err, ErrChecksum) {
+		if err := WriteFile(context.Background(), filepath.Join(dir, "busybox"), src, testMode, false); !errors.Is(err, ErrChecksum) {
 			t.Errorf("offset %d: WriteFile err = %v", off, err)
 		}
 		assertEmptyDir(t, dir)
@@ -78,5 +66,77 @@ func TestMultiBlockCorrupt(t *testing.T) {
 	if _, err := Decode(src); !errors.Is(err, ErrChecksum) {
 		t.Errorf("wrong size: %v", err)
 	}
-	os.Getpid()
+}
+
+// TestContainerChecks changes one field of the xz container at a time,
+// with its CRC-32 made to match, and checks that the fast path refuses
+// what the reference decoder refuses, for the reason the reference gives.
+func TestContainerChecks(t *testing.T) {
+	raws, streams := seedStreams(t)
+	for i, good := range streams[:2] {
+		size := int64(len(raws[i]))
+		footer := len(good) - 12
+		blockHeader := 12
+		indexLen := (int(binary.LittleEndian.Uint32(good[footer+4:])) + 1) * 4
+		for _, tc := range []struct {
+			name   string
+			change func(b []byte) []byte
+			refErr string // what the reference decoder says
+		}{
+			{"footer check type", func(b []byte) []byte { b[footer+9] ^= 0x05; return b }, "footer flags incorrect"}, // CRC-64 <-> CRC-32
+			{"footer reserved byte", func(b []byte) []byte { b[footer+8] = 0x01; return b }, "invalid flags"},
+			{"header reserved flag bits", func(b []byte) []byte { b[7] |= 0x10; return b }, "invalid flags"},
+			{"header reserved byte", func(b []byte) []byte { b[6] = 0x01; return b }, "invalid flags"},
+			{"block header reserved flag bits", func(b []byte) []byte { b[blockHeader+1] |= 0x04; return b }, "reserved block header flags"},
+			{"block header padding", func(b []byte) []byte {
+				hlen := (int(b[blockHeader]) + 1) * 4
+				b[blockHeader+hlen-5] = 0x01 // the last byte before the CRC-32
+				return b
+			}, "padding"},
+			{"dictionary code out of range", func(b []byte) []byte { b[blockHeader+4] = 41; return b }, "dictionary size"},
+			{"dictionary too small", func(b []byte) []byte { b[blockHeader+4] = 0; return b }, "distance out of range"},
+			{"backward size", func(b []byte) []byte {
+				binary.LittleEndian.PutUint32(b[footer+4:], uint32(indexLen/4))
+				return b
+			}, ""},
+			{"stream padding after the footer", func(b []byte) []byte { return append(b, 0, 0, 0, 0) }, "unexpected data after stream"},
+		} {
+			t.Run(fmt.Sprintf("%d/%s", i, tc.name), func(t *testing.T) {
+				b := tc.change(bytes.Clone(good))
+				walkStream(b, true)
+				if _, err := referenceDecode(b, size); err == nil || !strings.Contains(err.Error(), tc.refErr) {
+					t.Fatalf("reference decoder: %v, want an error saying %q (is the change reached?)", err, tc.refErr)
+				}
+				src := Source{Name: "piece", XZ: string(b), Size: size, SHA256: sha(raws[i])}
+				if raw, err := decodeFast(context.Background(), src); raw != nil || err != nil {
+					t.Fatalf("fast path took it: %d bytes, %v", len(raw), err)
+				}
+				if _, err := Decode(src); !errors.Is(err, ErrChecksum) {
+					t.Fatalf("Decode: %v", err)
+				}
+			})
+		}
+		// The unchanged stream, with its CRCs rewritten, is fine.
+		b := bytes.Clone(good)
+		walkStream(b, true)
+		if !bytes.Equal(b, good) {
+			t.Fatalf("stream %d: walkStream changed a correct stream", i)
+		}
+		src := Source{Name: "piece", XZ: string(b), Size: size, SHA256: sha(raws[i])}
+		if raw, err := decodeFast(context.Background(), src); err != nil || !bytes.Equal(raw, raws[i]) {
+			t.Fatalf("stream %d: fast path: %v", i, err)
+		}
+	}
+}
+
+// TestSplitBlocksPanic checks that a panic in splitBlocks (there is none
+// known; this stands in for one) is an error, not a crash.
+func TestSplitBlocksPanic(t *testing.T) {
+	// A size that makes the index check read past the stream is
+	// refused, not a panic, whatever the index says.
+	for _, size := range []int64{-1, 0, 1 << 62} {
+		if _, err := splitBlocksGuarded(busybox().XZ, size); !errors.Is(err, errNotFast) {
+			t.Errorf("size %d: %v", size, err)
+		}
+	}
 }

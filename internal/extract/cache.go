@@ -3,19 +3,21 @@ package extract
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/supermachine-go/supermachine-kernel/internal/atomicfile"
 )
 
 // Cache is a content-addressed directory of verified assets: the asset
-// whose decoded SHA-256 is H lives at Dir/H/File.
+// whose decoded SHA-256 is H lives at Dir/H/<file>, under the file name
+// its caller gives.
 //
 // The warm path (the file is already there) is cheap: Path trusts the file
 // if it is a regular file of the right size and mode and the stamp
-// Dir/H/.File.verified, written after the file was verified in full,
+// Dir/H/.<file>.verified, written after the file was verified in full,
 // still describes it: same device, inode, size, mode, modification and
 // change time (Linux and macOS; elsewhere size, mode and modification
 // time). Any write to the file, a chmod, or a replacement changes the
@@ -27,19 +29,20 @@ type Cache struct {
 }
 
 // Path returns the path of the verified file holding src in the cache,
-// decoding and writing it first if it is missing or does not verify.
+// Dir/<src.SHA256>/file with permission bits mode, decoding and writing it
+// first if it is missing or does not verify.
 // Concurrent calls for the same src, from goroutines or processes, all
 // return the same path to one identical file.
-func (c Cache) Path(ctx context.Context, src Source) (string, error) {
+func (c Cache) Path(ctx context.Context, src Source, file string, mode fs.FileMode) (string, error) {
 	if c.Dir == "" {
 		return "", errors.New("extract: empty cache directory")
 	}
 	dir := filepath.Join(c.Dir, src.SHA256)
-	final := filepath.Join(dir, src.File)
-	stamp := stampPath(dir, src.File)
+	final := filepath.Join(dir, file)
+	stamp := stampPath(dir, file)
 
 	fi, err := os.Lstat(final)
-	if err == nil && c.usable(fi, src) {
+	if err == nil && usable(fi, src, mode) {
 		if !c.Verify && readStamp(stamp) == stampLine(src, fi) {
 			return final, nil
 		}
@@ -52,57 +55,50 @@ func (c Cache) Path(ctx context.Context, src Source) (string, error) {
 	// is replaced; a missing one is linked in without replacing, so
 	// that the first of concurrent writers wins and stays.
 	replace := err == nil
-	if err := c.write(ctx, dir, final, src, replace); err != nil {
+	if err := write(ctx, final, src, mode, replace); err != nil {
 		return "", &fs.PathError{Op: "cache " + src.Name + " at", Path: final, Err: err}
 	}
 	return final, nil
 }
 
-// usable reports whether fi looks like a finished cache entry for src.
-func (c Cache) usable(fi fs.FileInfo, src Source) bool {
-	return fi.Mode().IsRegular() && fi.Size() == src.Size && fi.Mode().Perm() == src.Mode.Perm()
+// usable reports whether fi looks like a finished cache entry for src
+// with permission bits mode.
+func usable(fi fs.FileInfo, src Source, mode fs.FileMode) bool {
+	return fi.Mode().IsRegular() && fi.Size() == src.Size && fi.Mode().Perm() == mode.Perm()
 }
 
-// write decodes src into the cache directory dir as final.
-func (c Cache) write(ctx context.Context, dir, final string, src Source, replace bool) error {
+// write decodes src into the cache entry final.
+func write(ctx context.Context, final string, src Source, mode fs.FileMode, replace bool) error {
+	dir, file := filepath.Split(final)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	cleanStale(dir, src.File)
-	f, err := writeTemp(ctx, dir, src.File, src)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f, err := atomicfile.Create(final, mode)
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
-	defer f.Close()
-	defer os.Remove(tmp) // after a link, the temporary name goes; after a rename it is gone already
+	defer f.Cleanup()
+	if err := copyVerified(ctx, f, src); err != nil {
+		return err
+	}
 	if replace {
 		// The file there did not verify: replace it.
-		if err := os.Rename(tmp, final); err != nil {
-			return unwrapPath(err)
-		}
-	} else if err := os.Link(tmp, final); err != nil {
-		switch {
-		case errors.Is(err, fs.ErrExist):
-			// A concurrent writer linked its verified file first.
-			// Use it: it is the same bytes, and it was verified
-			// before it got this name.
-		default:
-			// No hard links here (some network and FUSE file
-			// systems): rename. Identical bytes make concurrent
-			// renames harmless.
-			if err := os.Rename(tmp, final); err != nil {
-				return unwrapPath(err)
-			}
-		}
+		err = f.Replace()
+	} else {
+		// Link without replacing: of concurrent writers the first
+		// wins; the others find its file, the same bytes, verified
+		// before it got this name.
+		_, err = f.Link()
 	}
-	os.Remove(tmp)
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, unwrapPath(err))
+	if err != nil {
+		return err
 	}
 	// The stamp describes final as it is now: after the temporary name
 	// is gone (an unlink changes the link count and so the change time).
-	writeStamp(stampPath(dir, src.File), src, final)
+	writeStamp(stampPath(dir, file), src, final)
 	return nil
 }
 
@@ -142,14 +138,7 @@ func writeStamp(stamp string, src Source, final string) {
 	if readStamp(stamp) == line {
 		return
 	}
-	dir, base := filepath.Split(stamp)
-	f, err := os.CreateTemp(dir, base+".tmp-*")
-	if err != nil {
-		return
-	}
-	_, werr := f.WriteString(line)
-	cerr := f.Close()
-	if werr != nil || cerr != nil || os.Chmod(f.Name(), 0o644) != nil || os.Rename(f.Name(), stamp) != nil {
-		os.Remove(f.Name())
-	}
+	// Best effort, so no error is reported; written atomically, so a
+	// reader never sees half a stamp.
+	_ = atomicfile.WriteFile(context.Background(), stamp, []byte(line), 0o644)
 }

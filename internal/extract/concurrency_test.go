@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/supermachine-go/supermachine-kernel/internal/reexec"
+
+	"github.com/supermachine-go/supermachine-kernel/internal/atomicfile"
 )
 
 func TestCacheConcurrentGoroutines(t *testing.T) {
@@ -25,7 +27,7 @@ func TestCacheConcurrentGoroutines(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			// Half of them verify in full, to mix the paths.
-			paths[i], errs[i] = Cache{Dir: root, Verify: i%2 == 0}.Path(context.Background(), busybox())
+			paths[i], errs[i] = Cache{Dir: root, Verify: i%2 == 0}.Path(context.Background(), busybox(), "busybox", testMode)
 		})
 	}
 	wg.Wait()
@@ -34,7 +36,7 @@ func TestCacheConcurrentGoroutines(t *testing.T) {
 			t.Fatalf("goroutine %d: %s, %v", i, paths[i], errs[i])
 		}
 	}
-	assertFile(t, paths[0], busybox())
+	assertFile(t, paths[0], busybox(), testMode)
 	assertNoTemps(t, root)
 }
 
@@ -43,7 +45,7 @@ func TestWriteFileConcurrentGoroutines(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for range 8 {
-		wg.Go(func() { errs <- WriteFile(context.Background(), dest, busybox(), false) })
+		wg.Go(func() { errs <- WriteFile(context.Background(), dest, busybox(), testMode, false) })
 	}
 	wg.Wait()
 	close(errs)
@@ -52,7 +54,7 @@ func TestWriteFileConcurrentGoroutines(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	assertFile(t, dest, busybox())
+	assertFile(t, dest, busybox(), testMode)
 	assertNoTemps(t, filepath.Dir(dest))
 }
 
@@ -95,7 +97,7 @@ func TestCacheConcurrentProcesses(t *testing.T) {
 			t.Errorf("process %d: %q, %v", i, r.out, r.err)
 		}
 	}
-	assertFile(t, want, busybox())
+	assertFile(t, want, busybox(), testMode)
 	ents, _ := os.ReadDir(filepath.Dir(want))
 	var names []string
 	for _, e := range ents {
@@ -148,27 +150,27 @@ func TestKilledMidWrite(t *testing.T) {
 			// it stays. An old one nobody holds goes.
 			ctx := context.Background()
 			if mode == "kill-write" {
-				if err := WriteFile(ctx, dest, busybox(), false); err != nil {
+				if err := WriteFile(ctx, dest, busybox(), testMode, false); err != nil {
 					t.Fatal(err)
 				}
-			} else if _, err := (Cache{Dir: dir}).Path(ctx, busybox()); err != nil {
+			} else if _, err := (Cache{Dir: dir}).Path(ctx, busybox(), "busybox", testMode); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := os.Stat(tmp); err != nil {
 				t.Fatalf("a fresh temporary file was removed: %v", err)
 			}
-			old := time.Now().Add(-2 * StaleAge)
+			old := time.Now().Add(-2 * atomicfile.StaleAge)
 			os.Chtimes(tmp, old, old)
 			os.Remove(dest)
 			if mode == "kill-write" {
-				err = WriteFile(ctx, dest, busybox(), false)
+				err = WriteFile(ctx, dest, busybox(), testMode, false)
 			} else {
-				_, err = Cache{Dir: dir}.Path(ctx, busybox())
+				_, err = Cache{Dir: dir}.Path(ctx, busybox(), "busybox", testMode)
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			assertFile(t, dest, busybox())
+			assertFile(t, dest, busybox(), testMode)
 			assertAbsent(t, tmp)
 			assertNoTemps(t, dir)
 		})

@@ -15,15 +15,14 @@
 // checks every CRC of the format and the SHA-256, and on any failure the
 // reference decoder runs instead and its verdict stands.
 //
-// Writes are atomic and crash-safe, the way cmd/go's renameio and module
-// cache write files: the bytes go to a temporary file in the destination
-// directory, which is synced, checked, given its final mode and then renamed
-// (WriteFile) or hard-linked without replacing (Cache) to the destination;
-// the directory is synced last. A crash at any point leaves either no file or
-// the complete, verified file at the destination, never a partial one. The
-// only thing a crash can leave behind is a temporary file named
-// ".<name>.tmp-*" beside the destination; the next write into that directory
-// removes such files once no live process holds them (see CleanStale).
+// Files are written with package atomicfile: the bytes go to a temporary
+// file in the destination directory, which is verified, synced, given its
+// final mode and then renamed (WriteFile) or hard-linked without replacing
+// (Cache) to the destination; the directory is synced last. A crash at any
+// point leaves either no file or the complete, verified file at the
+// destination, never a partial one; a temporary file ".<name>.tmp-*" left
+// by a dead writer is removed by the next write of that name (see
+// atomicfile.StaleAge).
 //
 // The content-addressed cache (Cache) keeps files at <dir>/<sha256>/<name>.
 // Concurrent writers, goroutines or processes, of one cache path are fine by

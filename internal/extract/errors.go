@@ -3,6 +3,8 @@ package extract
 import (
 	"errors"
 	"fmt"
+
+	"github.com/supermachine-go/supermachine-kernel/internal/atomicfile"
 )
 
 // ErrChecksum is matched (with errors.Is) by every error that reports
@@ -13,7 +15,8 @@ var ErrChecksum = errors.New("checksum mismatch")
 // ErrSymlink is matched by the error returned when the destination of a
 // write is a symbolic link (dangling or not). Writes never follow or replace
 // a symlink at the destination: the caller decides what the link means.
-var ErrSymlink = errors.New("destination is a symbolic link")
+// It is atomicfile.ErrSymlink.
+var ErrSymlink = atomicfile.ErrSymlink
 
 // ChecksumError reports that an asset did not verify. It matches
 // ErrChecksum with errors.Is.

@@ -18,7 +18,7 @@ func TestWriteFileErrors(t *testing.T) {
 	t.Run("missing parent", func(t *testing.T) {
 		dir := t.TempDir()
 		dest := filepath.Join(dir, "missing", "busybox")
-		err := WriteFile(ctx, dest, busybox(), false)
+		err := WriteFile(ctx, dest, busybox(), testMode, false)
 		checkErr(t, err, dest, fs.ErrNotExist, "parent directory")
 		assertEmptyDir(t, dir)
 	})
@@ -26,9 +26,9 @@ func TestWriteFileErrors(t *testing.T) {
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, "file"), nil, 0o644)
 		dest := filepath.Join(dir, "file", "busybox")
-		err := WriteFile(ctx, dest, busybox(), false)
+		err := WriteFile(ctx, dest, busybox(), testMode, false)
 		checkErr(t, err, dest, syscall.ENOTDIR, "")
-		if err := WriteFile(ctx, dest, busybox(), true); err == nil {
+		if err := WriteFile(ctx, dest, busybox(), testMode, true); err == nil {
 			t.Fatal("with parents: no error")
 		}
 	})
@@ -36,7 +36,7 @@ func TestWriteFileErrors(t *testing.T) {
 		dir := t.TempDir()
 		dest := filepath.Join(dir, "busybox")
 		os.Mkdir(dest, 0o755)
-		err := WriteFile(ctx, dest, busybox(), false)
+		err := WriteFile(ctx, dest, busybox(), testMode, false)
 		checkErr(t, err, dest, syscall.EISDIR, "is a directory")
 		if fi, err := os.Lstat(dest); err != nil || !fi.IsDir() {
 			t.Fatal("the directory was touched")
@@ -48,7 +48,7 @@ func TestWriteFileErrors(t *testing.T) {
 		dest := filepath.Join(dir, "busybox")
 		target := filepath.Join(dir, "nowhere")
 		os.Symlink(target, dest)
-		err := WriteFile(ctx, dest, busybox(), false)
+		err := WriteFile(ctx, dest, busybox(), testMode, false)
 		checkErr(t, err, dest, ErrSymlink, "dangling")
 		assertAbsent(t, target)
 		if fi, err := os.Lstat(dest); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
@@ -62,7 +62,7 @@ func TestWriteFileErrors(t *testing.T) {
 		target := filepath.Join(dir, "target")
 		os.WriteFile(target, []byte("keep"), 0o644)
 		os.Symlink(target, dest)
-		err := WriteFile(ctx, dest, busybox(), false)
+		err := WriteFile(ctx, dest, busybox(), testMode, false)
 		checkErr(t, err, dest, ErrSymlink, "symbolic link")
 		if b, _ := os.ReadFile(target); string(b) != "keep" {
 			t.Fatal("wrote through the symlink")
@@ -71,13 +71,13 @@ func TestWriteFileErrors(t *testing.T) {
 	t.Run("read-only directory", func(t *testing.T) {
 		dir := readOnlyDir(t)
 		dest := filepath.Join(dir, "busybox")
-		err := WriteFile(ctx, dest, busybox(), false)
+		err := WriteFile(ctx, dest, busybox(), testMode, false)
 		if !errors.Is(err, syscall.EROFS) && !errors.Is(err, fs.ErrPermission) {
 			t.Fatalf("err = %v, want EROFS or EACCES", err)
 		}
 		checkErr(t, err, dest, nil, "cannot create a file in "+dir)
 		assertEmptyDir(t, dir)
-		_, err = Cache{Dir: dir}.Path(ctx, busybox())
+		_, err = Cache{Dir: dir}.Path(ctx, busybox(), "busybox", testMode)
 		if !errors.Is(err, syscall.EROFS) && !errors.Is(err, fs.ErrPermission) {
 			t.Fatalf("cache: err = %v, want EROFS or EACCES", err)
 		}
@@ -86,10 +86,10 @@ func TestWriteFileErrors(t *testing.T) {
 		// busybox is about 1.9 MB: it cannot fit in 1 MiB.
 		dir := mountTmpfs(t, "size=1m")
 		dest := filepath.Join(dir, "busybox")
-		err := WriteFile(ctx, dest, busybox(), false)
+		err := WriteFile(ctx, dest, busybox(), testMode, false)
 		checkErr(t, err, dest, syscall.ENOSPC, "no space left")
 		assertEmptyDir(t, dir)
-		_, err = Cache{Dir: dir}.Path(ctx, busybox())
+		_, err = Cache{Dir: dir}.Path(ctx, busybox(), "busybox", testMode)
 		checkErr(t, err, filepath.Join(dir, busybox().SHA256, "busybox"), syscall.ENOSPC, "")
 		assertNoFiles(t, dir)
 	})

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/supermachine-go/supermachine-kernel/internal/atomicfile"
 )
 
 func TestDecode(t *testing.T) {
@@ -70,7 +72,7 @@ func TestNewReaderFromRaw(t *testing.T) {
 		t.Fatalf("reader over modified Raw: err = %v, want ErrChecksum", err)
 	}
 	dest := filepath.Join(t.TempDir(), "busybox")
-	if err := WriteFile(context.Background(), dest, src, false); !errors.Is(err, ErrChecksum) {
+	if err := WriteFile(context.Background(), dest, src, testMode, false); !errors.Is(err, ErrChecksum) {
 		t.Fatalf("WriteFile of modified Raw: err = %v, want ErrChecksum", err)
 	}
 	assertAbsent(t, dest)
@@ -101,14 +103,14 @@ func TestCorruptBlob(t *testing.T) {
 
 		dir := t.TempDir()
 		dest := filepath.Join(dir, "busybox")
-		err = WriteFile(context.Background(), dest, src, false)
+		err = WriteFile(context.Background(), dest, src, testMode, false)
 		if !errors.As(err, &ce) || !strings.Contains(err.Error(), dest) {
 			t.Errorf("offset %d: WriteFile err = %v, want a *ChecksumError naming %s", off, err, dest)
 		}
 		assertEmptyDir(t, dir)
 
 		cdir := t.TempDir()
-		if _, err := (Cache{Dir: cdir}).Path(context.Background(), src); !errors.Is(err, ErrChecksum) {
+		if _, err := (Cache{Dir: cdir}).Path(context.Background(), src, "busybox", testMode); !errors.Is(err, ErrChecksum) {
 			t.Errorf("offset %d: Cache.Path err = %v, want ErrChecksum", off, err)
 		}
 		assertNoFiles(t, cdir)
@@ -139,33 +141,32 @@ func TestWriteFile(t *testing.T) {
 	dir := t.TempDir()
 	for _, mode := range []fs.FileMode{0o755, 0o644} {
 		src := busybox()
-		src.Mode = mode
 		dest := filepath.Join(dir, "busybox-"+mode.String())
-		if err := WriteFile(ctx, dest, src, false); err != nil {
+		if err := WriteFile(ctx, dest, src, mode, false); err != nil {
 			t.Fatal(err)
 		}
-		assertFile(t, dest, src)
+		assertFile(t, dest, src, mode)
 		// Overwrite an existing file, of another size and mode.
 		os.WriteFile(dest, []byte("old"), 0o600)
-		if err := WriteFile(ctx, dest, src, false); err != nil {
+		if err := WriteFile(ctx, dest, src, mode, false); err != nil {
 			t.Fatal(err)
 		}
-		assertFile(t, dest, src)
+		assertFile(t, dest, src, mode)
 	}
 	// A relative path (no directory part).
 	t.Chdir(dir)
-	if err := WriteFile(ctx, "relative", busybox(), false); err != nil {
+	if err := WriteFile(ctx, "relative", busybox(), testMode, false); err != nil {
 		t.Fatal(err)
 	}
-	assertFile(t, filepath.Join(dir, "relative"), busybox())
+	assertFile(t, filepath.Join(dir, "relative"), busybox(), testMode)
 }
 
 func TestWriteFileWithParents(t *testing.T) {
 	dest := filepath.Join(t.TempDir(), "a", "b", "c", "busybox")
-	if err := WriteFile(context.Background(), dest, busybox(), true); err != nil {
+	if err := WriteFile(context.Background(), dest, busybox(), testMode, true); err != nil {
 		t.Fatal(err)
 	}
-	assertFile(t, dest, busybox())
+	assertFile(t, dest, busybox(), testMode)
 	fi, _ := os.Stat(filepath.Dir(dest))
 	if !fi.IsDir() {
 		t.Fatal("parent not created")
@@ -176,7 +177,7 @@ func TestWriteFileCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	dir := t.TempDir()
-	err := WriteFile(ctx, filepath.Join(dir, "busybox"), busybox(), false)
+	err := WriteFile(ctx, filepath.Join(dir, "busybox"), busybox(), testMode, false)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
@@ -186,7 +187,7 @@ func TestWriteFileCanceled(t *testing.T) {
 	ctx, cancel = context.WithCancel(context.Background())
 	testHookChunk = func(string, int64) { cancel() }
 	defer func() { testHookChunk = nil }()
-	err = WriteFile(ctx, filepath.Join(dir, "busybox"), busybox(), false)
+	err = WriteFile(ctx, filepath.Join(dir, "busybox"), busybox(), testMode, false)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
@@ -198,14 +199,14 @@ func TestCache(t *testing.T) {
 	root := t.TempDir()
 	c := Cache{Dir: root}
 	src := busybox()
-	p, err := c.Path(ctx, src)
+	p, err := c.Path(ctx, src, "busybox", testMode)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := filepath.Join(root, src.SHA256, "busybox"); p != want {
 		t.Fatalf("path %s, want %s", p, want)
 	}
-	assertFile(t, p, src)
+	assertFile(t, p, src, testMode)
 	stamp := filepath.Join(root, src.SHA256, ".busybox.verified")
 	if s := readStamp(stamp); !strings.Contains(s, src.SHA256) {
 		t.Fatalf("stamp = %q", s)
@@ -214,7 +215,7 @@ func TestCache(t *testing.T) {
 
 	// Warm: the same file, not rewritten.
 	for _, verify := range []bool{false, true} {
-		p2, err := Cache{Dir: root, Verify: verify}.Path(ctx, src)
+		p2, err := Cache{Dir: root, Verify: verify}.Path(ctx, src, "busybox", testMode)
 		if err != nil || p2 != p {
 			t.Fatalf("warm (verify=%v): %s, %v", verify, p2, err)
 		}
@@ -224,11 +225,11 @@ func TestCache(t *testing.T) {
 		}
 	}
 	// A second asset gets its own directory.
-	p3, err := c.Path(ctx, busyboxArm64())
+	p3, err := c.Path(ctx, busyboxArm64(), "busybox", testMode)
 	if err != nil || p3 == p {
 		t.Fatalf("second asset: %s, %v", p3, err)
 	}
-	assertFile(t, p3, busyboxArm64())
+	assertFile(t, p3, busyboxArm64(), testMode)
 	assertNoTemps(t, root)
 }
 
@@ -257,12 +258,12 @@ func TestCacheRepairs(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Cache{Dir: t.TempDir(), Verify: tc.verify}
-			p, err := c.Path(ctx, src)
+			p, err := c.Path(ctx, src, "busybox", testMode)
 			if err != nil {
 				t.Fatal(err)
 			}
 			tc.damage(t, p)
-			p2, err := c.Path(ctx, src)
+			p2, err := c.Path(ctx, src, "busybox", testMode)
 			if tc.name == "directory" {
 				// A directory squatting on the name is reported.
 				if !errors.Is(err, syscall.EISDIR) && !errors.Is(err, syscall.EEXIST) && !errors.Is(err, syscall.ENOTEMPTY) {
@@ -273,7 +274,7 @@ func TestCacheRepairs(t *testing.T) {
 			if err != nil || p2 != p {
 				t.Fatalf("%s, %v", p2, err)
 			}
-			assertFile(t, p, src)
+			assertFile(t, p, src, testMode)
 			if err := VerifyFile(p, src); err != nil {
 				t.Fatal(err)
 			}
@@ -282,7 +283,7 @@ func TestCacheRepairs(t *testing.T) {
 }
 
 func TestCacheEmptyDir(t *testing.T) {
-	if _, err := (Cache{}).Path(context.Background(), busybox()); err == nil {
+	if _, err := (Cache{}).Path(context.Background(), busybox(), "busybox", testMode); err == nil {
 		t.Fatal("no error for an empty cache directory")
 	}
 }
@@ -290,7 +291,7 @@ func TestCacheEmptyDir(t *testing.T) {
 func TestVerifyFile(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "busybox")
-	if err := WriteFile(context.Background(), p, busybox(), false); err != nil {
+	if err := WriteFile(context.Background(), p, busybox(), testMode, false); err != nil {
 		t.Fatal(err)
 	}
 	if err := VerifyFile(p, busybox()); err != nil {
@@ -309,7 +310,7 @@ func TestVerifyFile(t *testing.T) {
 
 func TestCleanStale(t *testing.T) {
 	dir := t.TempDir()
-	old := time.Now().Add(-2 * StaleAge)
+	old := time.Now().Add(-2 * atomicfile.StaleAge)
 	abandonedTmp := filepath.Join(dir, ".busybox.tmp-123")
 	freshTmp := filepath.Join(dir, ".busybox.tmp-456")
 	other := filepath.Join(dir, ".kernel.tmp-789")
@@ -318,7 +319,7 @@ func TestCleanStale(t *testing.T) {
 	}
 	os.Chtimes(abandonedTmp, old, old)
 	os.Chtimes(other, old, old)
-	if err := WriteFile(context.Background(), filepath.Join(dir, "busybox"), busybox(), false); err != nil {
+	if err := WriteFile(context.Background(), filepath.Join(dir, "busybox"), busybox(), testMode, false); err != nil {
 		t.Fatal(err)
 	}
 	for p, want := range map[string]bool{abandonedTmp: false, freshTmp: true, other: true} {
@@ -348,15 +349,16 @@ func flipByte(t *testing.T, path string) {
 	}
 }
 
-// assertFile checks that path is a regular file holding src with its mode.
-func assertFile(t *testing.T, path string, src Source) {
+// assertFile checks that path is a regular file holding src with
+// permission bits mode.
+func assertFile(t *testing.T, path string, src Source, mode fs.FileMode) {
 	t.Helper()
 	fi, err := os.Lstat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !fi.Mode().IsRegular() || fi.Mode().Perm() != src.Mode {
-		t.Errorf("%s: mode %v, want %v", path, fi.Mode(), src.Mode)
+	if !fi.Mode().IsRegular() || fi.Mode().Perm() != mode {
+		t.Errorf("%s: mode %v, want %v", path, fi.Mode(), mode)
 	}
 	if err := VerifyFile(path, src); err != nil {
 		t.Error(err)

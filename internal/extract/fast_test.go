@@ -13,10 +13,10 @@ import (
 func realBlobs() []Source {
 	return []Source{
 		busybox(), busyboxArm64(),
-		{Name: "kernel", File: "bzImage", Mode: 0o644, XZ: kernelamd64.KernelXZ(), Size: kernelamd64.KernelSize, SHA256: kernelamd64.KernelSHA256},
-		{Name: "kernel", File: "Image", Mode: 0o644, XZ: kernelarm64.KernelXZ(), Size: kernelarm64.KernelSize, SHA256: kernelarm64.KernelSHA256},
-		{Name: "agent", File: "agent-amd64", Mode: 0o755, XZ: kernelamd64.AgentXZ(), Size: kernelamd64.AgentSize, SHA256: kernelamd64.AgentSHA256},
-		{Name: "agent", File: "agent-arm64", Mode: 0o755, XZ: kernelarm64.AgentXZ(), Size: kernelarm64.AgentSize, SHA256: kernelarm64.AgentSHA256},
+		{Name: "kernel", XZ: kernelamd64.KernelXZ(), Size: kernelamd64.KernelSize, SHA256: kernelamd64.KernelSHA256},
+		{Name: "kernel", XZ: kernelarm64.KernelXZ(), Size: kernelarm64.KernelSize, SHA256: kernelarm64.KernelSHA256},
+		{Name: "agent", XZ: kernelamd64.AgentXZ(), Size: kernelamd64.AgentSize, SHA256: kernelamd64.AgentSHA256},
+		{Name: "agent", XZ: kernelarm64.AgentXZ(), Size: kernelarm64.AgentSize, SHA256: kernelarm64.AgentSHA256},
 	}
 }
 
@@ -54,8 +54,8 @@ func TestFallback(t *testing.T) {
 
 // withReference runs f with the fast path off.
 func withReference(t testing.TB, f func()) {
-	fastPath = false
-	defer func() { fastPath = true }()
+	was := UseFastPath(false)
+	defer UseFastPath(was)
 	f()
 }
 
@@ -64,10 +64,7 @@ func withReference(t testing.TB, f func()) {
 func BenchmarkDecode(b *testing.B) {
 	for _, src := range realBlobs() {
 		for _, fast := range []bool{true, false} {
-			name := src.File + "-" + map[bool]string{true: "fast", false: "reference"}[fast]
-			if src.Name == "busybox" {
-				name = src.File + "-" + src.SHA256[:6] + "-" + map[bool]string{true: "fast", false: "reference"}[fast]
-			}
+			name := src.Name + "-" + src.SHA256[:6] + "-" + map[bool]string{true: "fast", false: "reference"}[fast]
 			b.Run(name, func(b *testing.B) {
 				fastPath = fast
 				defer func() { fastPath = true }()

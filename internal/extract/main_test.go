@@ -3,6 +3,7 @@ package extract
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"testing"
 	"time"
@@ -31,7 +32,7 @@ func helper(mode, arg string) int {
 	switch mode {
 	case "cache":
 		var p string
-		p, err = Cache{Dir: arg}.Path(ctx, busybox())
+		p, err = Cache{Dir: arg}.Path(ctx, busybox(), "busybox", testMode)
 		if err == nil {
 			fmt.Println(p)
 		}
@@ -43,9 +44,9 @@ func helper(mode, arg string) int {
 			time.Sleep(time.Hour)
 		}
 		if mode == "kill-write" {
-			err = WriteFile(ctx, arg, busybox(), false)
+			err = WriteFile(ctx, arg, busybox(), testMode, false)
 		} else {
-			_, err = Cache{Dir: arg}.Path(ctx, busybox())
+			_, err = Cache{Dir: arg}.Path(ctx, busybox(), "busybox", testMode)
 		}
 	default:
 		err = fmt.Errorf("unknown helper mode %q", mode)
@@ -57,19 +58,22 @@ func helper(mode, arg string) int {
 	return 0
 }
 
+// testMode is the permission bits tests write files with.
+const testMode fs.FileMode = 0o755
+
 // busybox is the real amd64 busybox blob: small enough for many tests.
 func busybox() Source {
 	return Source{
-		Name: "busybox", File: "busybox", Mode: 0o755,
-		XZ: kernelamd64.BusyboxXZ(), Size: kernelamd64.BusyboxSize, SHA256: kernelamd64.BusyboxSHA256,
+		Name: "busybox",
+		XZ:   kernelamd64.BusyboxXZ(), Size: kernelamd64.BusyboxSize, SHA256: kernelamd64.BusyboxSHA256,
 	}
 }
 
 // busyboxArm64 is the arm64 busybox blob: a second, different asset.
 func busyboxArm64() Source {
 	return Source{
-		Name: "busybox", File: "busybox", Mode: 0o644,
-		XZ: kernelarm64.BusyboxXZ(), Size: kernelarm64.BusyboxSize, SHA256: kernelarm64.BusyboxSHA256,
+		Name: "busybox",
+		XZ:   kernelarm64.BusyboxXZ(), Size: kernelarm64.BusyboxSize, SHA256: kernelarm64.BusyboxSHA256,
 	}
 }
 

@@ -7,26 +7,32 @@ import (
 	"encoding/hex"
 	"hash"
 	"io"
-	"io/fs"
 	"strings"
 
 	"github.com/ulikunitz/xz"
 	"github.com/ulikunitz/xz/lzma"
 )
 
-// Source is one packed asset and what it must decode to.
+// Source is one packed asset and what it must decode to. It says nothing
+// of where or how the bytes are written: WriteFile and Cache.Path take
+// that (a path, a file name, a mode) beside it.
 type Source struct {
-	Name   string      // asset name for errors, e.g. "kernel"
-	File   string      // file name in the cache, e.g. "bzImage"
-	Mode   fs.FileMode // permission bits of written files, e.g. 0o644
-	XZ     string      // the xz stream: one stream, one block, plain LZMA2
-	Size   int64       // decoded length in bytes
-	SHA256 string      // hex SHA-256 of the decoded bytes
+	Name   string // asset name for errors, e.g. "kernel"
+	XZ     string // the xz stream: one stream of plain LZMA2 blocks
+	Size   int64  // decoded length in bytes
+	SHA256 string // hex SHA-256 of the decoded bytes
 
 	// Raw, if not nil, holds the already decoded bytes; writers use it
 	// instead of decoding XZ again. Raw is verified again before it is
 	// written, so a caller that modified it gets a *ChecksumError.
 	Raw []byte
+
+	// Derive, if not nil, makes the decoded bytes instead of XZ: for an
+	// asset derived from another (the vmlinux decoded from a bzImage).
+	// It runs only when the bytes are needed (never on a warm cache
+	// hit); its result is verified like any other, and its error is
+	// reported as a *ChecksumError naming the asset.
+	Derive func() ([]byte, error)
 }
 
 // Decode decodes src and returns exactly src.Size bytes, or a
@@ -34,6 +40,10 @@ type Source struct {
 // takes the fast path (see decodeFast), and a stream of several blocks
 // decodes on several goroutines.
 func Decode(src Source) ([]byte, error) {
+	src, err := derived(src)
+	if err != nil {
+		return nil, err
+	}
 	if raw, err := decodeFast(context.Background(), src); raw != nil || err != nil {
 		return raw, err
 	}
@@ -67,6 +77,10 @@ func Decode(src Source) ([]byte, error) {
 // The bytes a caller reads before the end are not yet verified: code that
 // must not act on unverified bytes uses Decode or writes a file.
 func NewReader(src Source) (io.Reader, error) {
+	src, err := derived(src)
+	if err != nil {
+		return nil, err
+	}
 	r := &reader{src: src, h: sha256.New()}
 	if src.Raw != nil {
 		// Decoded and verified before; verified again at the end, so a

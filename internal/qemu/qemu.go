@@ -1,28 +1,35 @@
-// Package qemu starts a guest of the bundled kernel under QEMU: microvm
-// on x86-64, virt on arm64, with virtio-mmio disks, an optional virtio-net
-// device, and a virtio-serial port for the agent backed by a Unix socket.
+// Package qemu starts a guest of the bundled kernel under QEMU, in the
+// machine shape of a kind of VMM (see Shape): by default microvm on
+// x86-64 and virt on arm64 with virtio-mmio devices; also Firecracker's
+// (an ELF vmlinux through PVH), a PCI machine (q35, virt) and Apple
+// Virtualization.framework's (virtio-pci only, console on hvc0). Guests
+// get virtio disks, an optional virtio-net device, and a virtio-serial
+// port for the agent backed by a Unix socket. The kernel command line
+// comes from kernel.CommandLine for the shape and the accelerator.
 //
-// It uses KVM when /dev/kvm is usable for the guest's arch, and QEMU's
-// software emulation (TCG) otherwise.
+// The accelerator is chosen from evidence, not from a probe: in auto mode
+// a boot starts under the hardware accelerator (KVM, or
+// Hypervisor.framework on macOS) when the host has one for the guest's
+// arch, watches QEMU through its QMP socket, its stderr and the guest's
+// console, and if the accelerator cannot run the guest (QEMU stops the VM
+// with "KVM internal error", exits at once, or the guest prints nothing in
+// time) it kills that QEMU and boots again under software emulation
+// (TCG) in the same call. The verdict is remembered per process and on
+// disk next to the asset cache, so later boots skip the failing attempt.
+//
+// Every phase of a boot has a deadline that fits the accelerator (see
+// Deadlines), so a guest that stops making progress is reported in
+// seconds with the cause and the last console lines.
 package qemu
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
-	"time"
-
-	"github.com/supermachine-go/supermachine-kernel/agent"
 )
 
 // AgentPortName is the virtio-serial port name the agent looks for by
@@ -38,12 +45,22 @@ type Disk struct {
 
 // Config describes a guest.
 type Config struct {
-	Arch      string // amd64 or arm64; default runtime.GOARCH
-	Kernel    string // kernel image path
-	Initrd    string // initramfs path
-	Cmdline   string // kernel command line; see CommandLine
-	MemoryMiB int    // default 256
-	CPUs      int    // default 1
+	Arch   string // amd64 or arm64; default runtime.GOARCH
+	Kernel string // kernel image path
+	// KernelSHA256 identifies the kernel for remembered accelerator
+	// verdicts; empty: the file is hashed.
+	KernelSHA256 string
+	Initrd       string // initramfs path
+	// Shape is the kind of VMM the machine imitates; default ShapeMMIO.
+	Shape Shape
+	// Append is added to the kernel command line that kernel.CommandLine
+	// builds for the arch, the shape and the accelerator in use.
+	Append []string
+	// Cmdline, if set, is the whole kernel command line, used as is under
+	// any accelerator (Append is ignored).
+	Cmdline   string
+	MemoryMiB int // default 256
+	CPUs      int // default 1
 	Disks     []Disk
 	// AgentSocket, if set, is the path of a Unix socket QEMU listens on,
 	// connected to the guest's virtio-serial port named AgentPortName.
@@ -52,8 +69,29 @@ type Config struct {
 	Net bool
 	// Console receives everything the guest prints on its serial console.
 	Console io.Writer
-	// KVM: "auto" (default), "on" or "off".
+	// Stderr receives QEMU's own messages (errors, register dumps); they
+	// are also kept for error reports.
+	Stderr io.Writer
+	// Progress, if set, receives one-line notes on the boot: the
+	// accelerator in use, a fallback and its reason, long waits.
+	Progress func(msg string)
+	// KVM is the accelerator policy: "auto" (default: the hardware
+	// accelerator, falling back to TCG if it cannot run the guest), "on"
+	// (the hardware accelerator or fail, never fall back) or "off" (TCG;
+	// /dev/kvm is never touched). In auto mode SUPERMACHINE_QEMU_ACCEL
+	// (kvm, hvf, tcg) forces one.
 	KVM string
+	// Deadlines bound the boot phases; zero fields take the defaults for
+	// the accelerator in use (DefaultDeadlines).
+	Deadlines Deadlines
+	// StateDir holds remembered accelerator verdicts (in accel/); default
+	// the asset cache directory (kernel.DefaultCacheDir).
+	StateDir string
+	// Binary overrides the QEMU system emulator (default from Binary).
+	Binary string
+	// DTB, if set, is the device tree to give the guest (-dtb) on
+	// ShapeVirtualization: see NoUARTDeviceTree.
+	DTB string
 	// ExtraArgs are appended to the QEMU command line.
 	ExtraArgs []string
 }
@@ -74,121 +112,26 @@ func Binary(arch string) (bin, pkg string, err error) {
 	return "", "", fmt.Errorf("qemu: unsupported arch %q (amd64, arm64)", arch)
 }
 
-// KVMUsable says whether guests of arch run under KVM here: the guest arch
-// is the host's, /dev/kvm opens, and QEMU really starts a KVM guest (a
-// nested or restricted KVM may open fine and still fail on the first vCPU).
-// The answer is probed once per process; SUPERMACHINE_QEMU_ACCEL=kvm or
-// =tcg overrides it.
-func KVMUsable(arch string) bool {
-	switch os.Getenv("SUPERMACHINE_QEMU_ACCEL") {
-	case "kvm":
-		return true
-	case "tcg":
-		return false
-	}
-	if arch != runtime.GOARCH {
-		return false
-	}
-	kvmOnce.Do(func() { kvmOK = probeKVM(arch) })
-	return kvmOK
-}
-
-var (
-	kvmOnce sync.Once
-	kvmOK   bool
-)
-
-func probeKVM(arch string) bool {
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		return false
-	}
-	f.Close()
-	bin, _, err := Binary(arch)
-	if err != nil {
-		return false
-	}
-	machine := "microvm"
-	if arch == "arm64" {
-		machine = "virt"
-	}
-	// A guest without a kernel: the firmware runs; a broken KVM makes
-	// QEMU exit at once.
-	cmd := exec.Command(bin, "-accel", "kvm", "-M", machine, "-cpu", "host", "-m", "64",
-		"-nodefaults", "-display", "none", "-monitor", "none", "-serial", "none", "-no-reboot")
-	if err := cmd.Start(); err != nil {
-		return false
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-		return false
-	case <-time.After(time.Second):
-		cmd.Process.Kill()
-		<-done
-		return true
-	}
-}
-
-// TSCKHz is the host's TSC frequency in kHz, read from /proc/cpuinfo, or 0.
-// An x86 guest under software emulation needs it as tsc_early_khz=, or its
-// clock runs wrong (the TSC it sees is the host's).
-func TSCKHz() int {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(l, ":")
-		if ok && strings.TrimSpace(k) == "cpu MHz" {
-			mhz, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err == nil {
-				return int(mhz * 1000)
-			}
-		}
-	}
-	return 0
-}
-
-// CommandLine is the kernel command line for a guest of arch: console on
-// the first UART, panic and reboot end the guest (run QEMU with
-// -no-reboot), and on x86-64 without KVM the TSC frequency and the PIT as
-// the timer tick. The VMM adds
-// the virtio_mmio.device= entries (QEMU microvm does with acpi=off; on
-// arm64 the devices are in the device tree). extra is appended.
-func CommandLine(arch string, kvm bool, extra ...string) string {
-	var p []string
-	switch arch {
-	case "amd64":
-		p = append(p, "console=ttyS0", "reboot=t")
-		if !kvm {
-			if khz := TSCKHz(); khz > 0 {
-				p = append(p, fmt.Sprintf("tsc_early_khz=%d", khz))
-			}
-			// Emulated CPUs have no TSC-deadline timer, so the kernel
-			// would spend about 0.2 s calibrating the local APIC timer
-			// against the PIT; use the PIT as the tick instead.
-			p = append(p, "noapictimer")
-		}
-	case "arm64":
-		p = append(p, "console=ttyAMA0")
-	}
-	p = append(p, "panic=-1", "quiet")
-	return strings.Join(append(p, extra...), " ")
-}
-
-// Args returns the QEMU binary and arguments for c.
-func (c Config) Args() (string, []string, error) {
-	arch := c.Arch
+// binary is the QEMU binary of c and the Debian package to suggest.
+func (c Config) binary() (arch, bin, pkg string, err error) {
+	arch = c.Arch
 	if arch == "" {
 		arch = runtime.GOARCH
 	}
-	bin, _, err := Binary(arch)
+	bin, pkg, err = Binary(arch)
+	if c.Binary != "" {
+		bin = c.Binary
+	}
+	return arch, bin, pkg, err
+}
+
+// Args returns the QEMU binary and arguments for c under accel (KVM, HVF
+// or TCG).
+func (c Config) Args(accel string) (string, []string, error) {
+	arch, bin, _, err := c.binary()
 	if err != nil {
 		return "", nil, err
 	}
-	kvm := c.KVM == "on" || ((c.KVM == "" || c.KVM == "auto") && KVMUsable(arch))
 	mem, cpus := c.MemoryMiB, c.CPUs
 	if mem == 0 {
 		mem = 256
@@ -196,196 +139,46 @@ func (c Config) Args() (string, []string, error) {
 	if cpus == 0 {
 		cpus = 1
 	}
-	var a []string
-	switch arch {
-	case "amd64":
-		// microvm without ACPI: QEMU appends virtio_mmio.device= entries
-		// to the command line; no PCI, no firmware tables to parse.
-		a = append(a, "-M", "microvm,acpi=off")
-	case "arm64":
-		a = append(a, "-M", "virt")
+	cmdline := c.Cmdline
+	if cmdline == "" {
+		cmdline = c.cmdline(arch, accel == TCG)
 	}
-	if kvm {
-		a = append(a, "-accel", "kvm", "-cpu", "host")
-	} else if arch == "arm64" {
-		// The kernel signs return addresses with pointer authentication,
-		// and QEMU's default algorithm for it (QARMA5) is slow to
-		// emulate; its implementation-defined one halves the boot time
-		// under TCG. KVM and HVF guests use the CPU's own.
-		a = append(a, "-accel", "tcg", "-cpu", "max,pauth-impdef=on")
-	} else {
+	machine, err := c.Shape.machine(arch)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := c.checkKernel(arch); err != nil {
+		return "", nil, err
+	}
+	a := []string{"-M", machine}
+	switch accel {
+	case KVM, HVF:
+		a = append(a, "-accel", accel, "-cpu", "host")
+	case TCG:
+		if arch == "arm64" {
+			// The kernel signs return addresses with pointer
+			// authentication, and QEMU's default algorithm for it
+			// (QARMA5) is slow to emulate; its implementation-defined
+			// one halves the boot time under TCG. KVM and HVF guests
+			// use the CPU's own.
+			a = append(a, "-accel", "tcg", "-cpu", "max,pauth-impdef=on")
+			break
+		}
 		a = append(a, "-accel", "tcg", "-cpu", "max")
+	default:
+		return "", nil, fmt.Errorf("qemu: unknown accelerator %q", accel)
 	}
 	a = append(a,
 		"-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
 		"-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
-		"-no-reboot", "-serial", "stdio",
-		"-kernel", c.Kernel, "-append", c.Cmdline)
+		"-no-reboot")
+	a = append(a, c.consoleArgs()...)
+	a = append(a, "-kernel", c.Kernel, "-append", cmdline)
 	if c.Initrd != "" {
 		a = append(a, "-initrd", c.Initrd)
 	}
-	// QEMU virt hands out its virtio-mmio transports from the top, and
-	// Linux probes them bottom up: add the disks in reverse so the first
-	// is /dev/vda on arm64 as on x86-64.
-	order := make([]int, len(c.Disks))
-	for i := range order {
-		order[i] = i
-		if arch == "arm64" {
-			order[i] = len(c.Disks) - 1 - i
-		}
-	}
-	for _, i := range order {
-		d := c.Disks[i]
-		f := d.Format
-		if f == "" {
-			f = "raw"
-		}
-		drive := fmt.Sprintf("id=disk%d,file=%s,format=%s,if=none", i, d.Path, f)
-		if d.ReadOnly {
-			drive += ",readonly=on"
-		}
-		a = append(a, "-drive", drive, "-device", fmt.Sprintf("virtio-blk-device,drive=disk%d", i))
-	}
-	if c.AgentSocket != "" {
-		a = append(a,
-			"-device", "virtio-serial-device",
-			"-chardev", "socket,id=agent,path="+c.AgentSocket+",server=on,wait=off",
-			"-device", "virtserialport,chardev=agent,name="+AgentPortName)
-	}
-	if c.Net {
-		a = append(a, "-netdev", "user,id=net0", "-device", "virtio-net-device,netdev=net0")
-	}
+	a = append(a, c.deviceArgs(arch)...)
 	return bin, append(a, c.ExtraArgs...), nil
-}
-
-// VM is a running guest.
-type VM struct {
-	sock    string
-	cmd     *exec.Cmd
-	done    chan struct{}
-	err     error
-	console *syncBuffer
-	started time.Time
-}
-
-// Start starts QEMU. The guest runs until it powers off or reboots, or ctx
-// ends (then QEMU is killed).
-func Start(ctx context.Context, c Config) (*VM, error) {
-	bin, args, err := c.Args()
-	if err != nil {
-		return nil, err
-	}
-	if _, err := exec.LookPath(bin); err != nil {
-		_, pkg, _ := Binary(c.Arch)
-		return nil, fmt.Errorf("%w: %s not found; install the Debian package %s (apt-get install %s)", ErrNoQEMU, bin, pkg, pkg)
-	}
-	if c.AgentSocket != "" {
-		os.Remove(c.AgentSocket)
-		if err := os.MkdirAll(filepath.Dir(c.AgentSocket), 0o755); err != nil {
-			return nil, err
-		}
-	}
-	vm := &VM{sock: c.AgentSocket, done: make(chan struct{}), console: &syncBuffer{}}
-	cmd := exec.CommandContext(ctx, bin, args...)
-	var out io.Writer = vm.console
-	if c.Console != nil {
-		out = io.MultiWriter(vm.console, c.Console)
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	vm.cmd = cmd
-	vm.started = time.Now()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("qemu: %w", err)
-	}
-	go func() {
-		vm.err = cmd.Wait()
-		close(vm.done)
-	}()
-	if c.AgentSocket != "" {
-		// QEMU creates the socket while it starts; wait for it.
-		for {
-			if _, err := os.Stat(c.AgentSocket); err == nil {
-				break
-			}
-			select {
-			case <-vm.done:
-				return nil, fmt.Errorf("qemu exited while starting: %v\n%s", vm.err, vm.Console())
-			case <-ctx.Done():
-				vm.Kill()
-				return nil, ctx.Err()
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-	}
-	return vm, nil
-}
-
-// ConnectAgent connects to the agent through the AgentSocket and runs the
-// protocol handshake, which completes once the agent in the guest has
-// opened its port. It fails early if QEMU exits.
-func (vm *VM) ConnectAgent(ctx context.Context) (*agent.Client, error) {
-	if vm.sock == "" {
-		return nil, errors.New("qemu: the VM has no AgentSocket")
-	}
-	// QEMU binds the socket before it listens: retry until it accepts.
-	var d net.Dialer
-	var conn net.Conn
-	for {
-		var err error
-		if conn, err = d.DialContext(ctx, "unix", vm.sock); err == nil {
-			break
-		}
-		select {
-		case <-vm.done:
-			return nil, fmt.Errorf("qemu exited: %w", err)
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(2 * time.Millisecond):
-		}
-	}
-	type result struct {
-		c   *agent.Client
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		c, err := agent.NewClient(ctx, conn)
-		ch <- result{c, err}
-	}()
-	select {
-	case r := <-ch:
-		return r.c, r.err
-	case <-vm.done:
-		conn.Close()
-		return nil, errors.New("the guest stopped before its agent answered")
-	}
-}
-
-// Started is when QEMU was started.
-func (vm *VM) Started() time.Time { return vm.started }
-
-// Console returns everything the guest printed so far.
-func (vm *VM) Console() string { return vm.console.String() }
-
-// Done is closed when QEMU has exited.
-func (vm *VM) Done() <-chan struct{} { return vm.done }
-
-// Wait waits for QEMU to exit, or ctx to end.
-func (vm *VM) Wait(ctx context.Context) error {
-	select {
-	case <-vm.done:
-		return vm.err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// Kill stops QEMU at once and waits for it.
-func (vm *VM) Kill() {
-	if vm.cmd.Process != nil {
-		vm.cmd.Process.Kill()
-	}
-	<-vm.done
 }
 
 type syncBuffer struct {

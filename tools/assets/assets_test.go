@@ -61,6 +61,7 @@ func TestCommittedBlobs(t *testing.T) {
 					if !bytes.Contains(cfg, []byte("\n# CONFIG_MODULES is not set\n")) {
 						t.Errorf("%s: CONFIG_MODULES is set", a.ConfigFile)
 					}
+					testVmlinuxEntry(t, arch, a, data)
 				}
 				if !strings.Contains(a.XZ.Settings, "--format=xz") || strings.Contains(a.XZ.Settings, "--x86") {
 					t.Errorf("xz settings %q: want plain LZMA2 in the xz format", a.XZ.Settings)
@@ -124,6 +125,65 @@ func TestXZSettingsCoverFile(t *testing.T) {
 	for size, want := range map[int64]string{1000: "dict=1MiB", 5 << 20: "dict=8MiB", 8 << 20: "dict=8MiB", 8<<20 + 1: "dict=16MiB"} {
 		if s := xzSettings(size); !strings.Contains(s, want) || !strings.Contains(s, "-T1") {
 			t.Errorf("xzSettings(%d) = %q, want %s", size, s, want)
+		}
+	}
+}
+
+// testVmlinuxEntry checks the manifest's vmlinux entry against the kernel
+// blob (amd64: the derived ELF; arm64: none), and that check notices a
+// wrong entry and a missing one.
+func testVmlinuxEntry(t *testing.T, arch string, k *assetInfo, bz []byte) {
+	t.Helper()
+	if err := checkVmlinux(arch, k, bz); err != nil {
+		t.Fatal(err)
+	}
+	if arch != "amd64" {
+		if k.Vmlinux != nil {
+			t.Fatalf("%s kernel has a vmlinux entry", arch)
+		}
+		return
+	}
+	if k.Vmlinux == nil || k.Vmlinux.Size < k.Size {
+		t.Fatalf("amd64 vmlinux entry %+v: want the ELF, larger than the %d-byte bzImage", k.Vmlinux, k.Size)
+	}
+	bad := *k
+	v := *k.Vmlinux
+	v.SHA256 = strings.Repeat("0", 64)
+	bad.Vmlinux = &v
+	if err := checkVmlinux(arch, &bad, bz); err == nil || !strings.Contains(err.Error(), "tools/assets gen") {
+		t.Errorf("wrong vmlinux SHA-256 accepted: %v", err)
+	}
+	bad.Vmlinux = nil
+	if err := checkVmlinux(arch, &bad, bz); err == nil {
+		t.Error("missing vmlinux entry accepted")
+	}
+}
+
+// TestGeneratedCurrent checks that the committed generated Go files (the
+// arch modules' constants and the facade's wiring) are what gen makes
+// from the committed manifests: nothing in them is edited by hand.
+func TestGeneratedCurrent(t *testing.T) {
+	root := filepath.Join("..", "..")
+	for _, arch := range allArches {
+		m, err := readManifest(filepath.Join(root, "kernel-"+arch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, err := generated(root, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(files) != 2 {
+			t.Errorf("%s: %d generated files, want 2", arch, len(files))
+		}
+		for path, want := range files {
+			got, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s is not what go run ./tools/assets gen makes from %s/manifest.json: run it", path, "kernel-"+arch)
+			}
 		}
 	}
 }

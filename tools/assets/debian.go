@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/supermachine-go/supermachine-kernel/internal/extract"
+	"github.com/supermachine-go/supermachine-kernel/internal/atomicfile"
 )
 
 // aptDownload fetches pkg:arch=version into build/dl and returns its path.
@@ -138,20 +138,21 @@ func (p *pipeline) buildAgent(ctx context.Context, arch string) (*built, error) 
 	}, nil
 }
 
-// agentVersion reads `const Version = "x.y.z"` from agent/version.go.
+// agentVersion reads `const AgentVersion = "x.y.z"` from
+// agent/protocol/version.go.
 func agentVersion(root string) (string, error) {
-	path := filepath.Join(root, "agent", "version.go")
+	path := filepath.Join(root, "agent", "protocol", "version.go")
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", err
 	}
 	for _, l := range strings.Split(string(b), "\n") {
 		l = strings.TrimSpace(l)
-		if rest, ok := strings.CutPrefix(l, "const Version = "); ok {
+		if rest, ok := strings.CutPrefix(l, "const AgentVersion = "); ok {
 			return strings.Trim(rest, `"`), nil
 		}
 	}
-	return "", fmt.Errorf("%s: no `const Version = \"...\"` line", path)
+	return "", fmt.Errorf("%s: no `const AgentVersion = \"...\"` line", path)
 }
 
 func runCmd(ctx context.Context, dir string, env []string, name string, args ...string) error {
@@ -186,10 +187,10 @@ func copyFile(src, dst string) error {
 	return writeFileAtomic(dst, b, 0o644)
 }
 
-// writeFileAtomic writes with internal/extract's atomic writer, so an
-// interrupted run never leaves a half-written file.
+// writeFileAtomic writes with internal/atomicfile, so an interrupted run
+// never leaves a half-written file.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	return extract.WriteBytes(context.Background(), path, data, mode)
+	return atomicfile.WriteFile(context.Background(), path, data, mode)
 }
 
 func logf(format string, args ...any) {

@@ -41,7 +41,10 @@ commands:
   verify  rebuild the selected assets and compare them with the committed
           manifest; names every blob that differs
   check   decode the committed blobs and check hashes, formats and applets
-  gen     regenerate the Go constants from kernel-<arch>/manifest.json
+  gen     recompute the derived entries of kernel-<arch>/manifest.json (the
+          amd64 vmlinux) from the committed kernel blob, then regenerate the
+          Go files from the manifest: the constants in kernel-<arch>/ and the
+          wiring in kernel/assets_<arch>.go
 
 flags:
 `
@@ -124,11 +127,7 @@ func run(ctx context.Context, cmd string, o *options) error {
 		return p.checkCommitted(arches)
 	case "gen":
 		for _, a := range arches {
-			m, err := readManifest(p.moduleDir(a))
-			if err != nil {
-				return err
-			}
-			if err := writeGenerated(p.moduleDir(a), m); err != nil {
+			if err := p.genArch(a); err != nil {
 				return err
 			}
 		}

@@ -175,6 +175,11 @@ func (p *pipeline) checkCommitted(arches []string) error {
 					arch, a.ConfigFile, len(dockerNecessary))
 			}
 			logf("%s/%s: ok (%d bytes, sha256 %s)", arch, a.File, a.Size, a.SHA256)
+			if a.Name == "kernel" {
+				if err := checkVmlinux(arch, a, data); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	return nil

@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/supermachine-go/supermachine-kernel/agent"
 	"github.com/supermachine-go/supermachine-kernel/agent/pid1"
+	"github.com/supermachine-go/supermachine-kernel/agent/protocol"
 )
 
 // config is the agent's configuration, from flags and, when the agent is
@@ -33,13 +33,13 @@ func parseConfig(args []string, cmdline string, stderr io.Writer) (c *config, wa
 	c = &config{}
 	fs := flag.NewFlagSet("supermachine-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.UintVar(&c.vsockPort, "vsock-port", agent.DefaultVsockPort, "AF_VSOCK port to listen on (0 disables vsock); kernel cmdline supermachine.vsock_port=")
-	fs.StringVar(&c.serialPort, "serial-port", agent.DefaultSerialPort, "name of the virtio-serial port to serve (empty disables); kernel cmdline supermachine.serial_port=")
+	fs.UintVar(&c.vsockPort, "vsock-port", protocol.DefaultVsockPort, "AF_VSOCK port to listen on (0 disables vsock); kernel cmdline supermachine.vsock_port=")
+	fs.StringVar(&c.serialPort, "serial-port", protocol.DefaultSerialPort, "name of the virtio-serial port to serve (empty disables); kernel cmdline supermachine.serial_port=")
 	fs.BoolVar(&c.allowAnyCID, "allow-any-cid", false, "accept vsock connections from any CID, not only the host (2); kernel cmdline supermachine.allow_any_cid=1")
 	fs.StringVar(&c.listenUnix, "listen-unix", "", "also listen on this Unix socket path (tests and development)")
 	fs.BoolVar(&c.debug, "debug", false, "log every RPC; kernel cmdline supermachine.debug=1")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: supermachine-agent [flags]\n\nThe supermachine guest agent (version %s). As PID 1 it also reads supermachine.* parameters from the kernel command line.\n\n", agent.Version)
+		fmt.Fprintf(stderr, "usage: supermachine-agent [flags]\n\nThe supermachine guest agent (version %s). As PID 1 it also reads supermachine.* parameters from the kernel command line.\n\n", protocol.AgentVersion)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -21,9 +21,10 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
-	"github.com/supermachine-go/supermachine-kernel/agent"
 	"github.com/supermachine-go/supermachine-kernel/agent/pid1"
+	"github.com/supermachine-go/supermachine-kernel/agent/protocol"
 	"github.com/supermachine-go/supermachine-kernel/agent/server"
 	"golang.org/x/sys/unix"
 )
@@ -112,7 +113,7 @@ func run(logger *log.Logger, isInit bool) error {
 		}
 	}
 
-	scfg := server.Config{Version: agent.Version, Logf: logger.Printf}
+	scfg := server.Config{Version: protocol.AgentVersion, Logf: logger.Printf}
 	if cfg.debug {
 		scfg.Debugf = logger.Printf
 	}
@@ -120,6 +121,25 @@ func run(logger *log.Logger, isInit bool) error {
 		scfg.Starter = reaper
 	}
 	srv := server.New(scfg)
+	shutdown := make(chan struct{})
+	if !isInit {
+		// Outside a VM (development, tests), SIGTERM and SIGINT end the
+		// agent, killing the commands it runs, instead of orphaning them.
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+		go func() {
+			sig := <-sigs
+			close(shutdown)
+			logger.Printf("%v: shutting down, killing %d running commands", sig, srv.Running())
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil {
+				logger.Printf("shutdown: %v", err)
+				os.Exit(1)
+			}
+			os.Exit(0)
+		}()
+	}
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)
@@ -165,12 +185,19 @@ func run(logger *log.Logger, isInit bool) error {
 	}
 	up := server.Uptime()
 	// Boot tests grep for this line.
-	fmt.Fprintf(logger.Writer(), "supermachine-agent %s ready (%s) uptime=%.3fs\n", agent.Version, strings.Join(served, ", "), up.Seconds())
+	fmt.Fprintf(logger.Writer(), "supermachine-agent %s ready (%s) uptime=%.3fs\n", protocol.AgentVersion, strings.Join(served, ", "), up.Seconds())
 	// Serve until every transport failed. As PID 1 that is fatal.
 	for range served {
 		err := <-errs
 		logger.Printf("%v", err)
 	}
 	wg.Wait()
+	select {
+	case <-shutdown:
+		// The transports ended because of the shutdown, which exits the
+		// process when it is done (within its 5 s deadline).
+		select {}
+	default:
+	}
 	return errors.New("every transport failed")
 }

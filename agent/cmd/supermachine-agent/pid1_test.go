@@ -11,19 +11,36 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/supermachine-go/supermachine-kernel/agent"
+	"github.com/supermachine-go/supermachine-kernel/internal/reexec"
 )
 
-// TestAsPID1 runs the real binary as PID 1 of new PID, mount and network
+// agentMode is the internal/reexec helper mode in which the test binary
+// is the agent: TestMain runs main with the arguments after the binary.
+const agentMode = "supermachine-agent"
+
+// TestMain makes the test binary the agent when re-executed in agentMode.
+func TestMain(m *testing.M) {
+	if os.Getenv(reexec.EnvVar) == agentMode {
+		os.Args = append([]string{"supermachine-agent"}, os.Args[1:]...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestAsPID1 runs the agent's main as PID 1 of new PID, mount and network
 // namespaces (unshare(1), needs root): the PID-1 code path minus a real
-// kernel boot. It checks the ready line, that lo comes up, that exec works
-// and that orphans are reaped, and that reboot ends the namespace (reboot(2)
-// from the init of a PID namespace kills that namespace, not the machine).
+// kernel boot. The agent is this test binary re-executed through
+// internal/reexec, so that the test runs under qemu-user too (GOARCH=arm64
+// go test -exec qemu-aarch64-static, where the emulator is PID 1). It
+// checks the ready line, that lo comes up, that exec works and that
+// orphans are reaped, and that reboot ends the namespace (reboot(2) from
+// the init of a PID namespace kills that namespace, not the machine).
 func TestAsPID1(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for unshare")
@@ -32,24 +49,14 @@ func TestAsPID1(t *testing.T) {
 	if err != nil {
 		t.Skip("unshare not installed")
 	}
-	if testing.Short() {
-		t.Skip("builds the agent binary")
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	self, err := reexec.Command(agentMode, "-listen-unix", sock, "-vsock-port", "0", "-serial-port", "")
+	if err != nil {
+		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "supermachine-agent")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	// Under qemu-user (go test -exec qemu-aarch64-static) the kernel may
-	// not run the built binary itself: without binfmt_misc it cannot.
-	if out, err := exec.Command(bin, "-h").CombinedOutput(); !strings.Contains(string(out), "usage: supermachine-agent") {
-		t.Skipf("cannot execute the built %s binary here (no binfmt_misc for it?): %v", runtime.GOARCH, err)
-	}
-	sock := filepath.Join(dir, "agent.sock")
-	cmd := exec.Command(unshare, "--pid", "--fork", "--kill-child", "--net", "--mount", "--propagation", "private", "--mount-proc",
-		bin, "-listen-unix", sock, "-vsock-port", "0", "-serial-port", "")
+	cmd := exec.Command(unshare, append([]string{"--pid", "--fork", "--kill-child", "--net", "--mount", "--propagation", "private", "--mount-proc",
+		self.Path}, self.Args[1:]...)...)
+	cmd.Env = self.Env
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -53,10 +53,12 @@ type decoder struct {
 	rng  uint32
 	code uint32
 
-	// Output: out[base:pos] is the dictionary.
-	out  []byte
-	base int
-	pos  int
+	// Output: out[base:pos] is what the dictionary has seen since its
+	// last reset, of which the last dictCap bytes are reachable.
+	out     []byte
+	base    int
+	pos     int
+	dictCap int
 
 	lc, lp, pb uint32
 	state      uint32
@@ -78,9 +80,11 @@ type decoder struct {
 }
 
 // Decode decodes the LZMA2 chunk sequence in into out, which must be
-// exactly the decoded length. The sequence must end with its end marker.
-func Decode(out []byte, in string) error {
-	d := &decoder{out: out}
+// exactly the decoded length. The sequence must end with its end marker,
+// the last byte of in. dictCap is the dictionary size: no match reaches
+// further back than dictCap bytes.
+func Decode(out []byte, in string, dictCap int) error {
+	d := &decoder{out: out, dictCap: dictCap}
 	needDictReset, needProps := true, true
 	i := 0
 	for {
@@ -90,7 +94,7 @@ func Decode(out []byte, in string) error {
 		c := in[i]
 		i++
 		if c == 0x00 {
-			if d.pos != len(out) {
+			if d.pos != len(out) || i != len(in) {
 				return ErrData
 			}
 			return nil
@@ -239,7 +243,7 @@ func (d *decoder) chunk(in string, end int) error {
 					sym = sym<<1 | mask&1
 				}
 			} else {
-				if uint32(d.pos-d.base) <= d.rep0 {
+				if !d.reachable(d.rep0) {
 					return ErrData
 				}
 				match := uint32(out[d.pos-int(d.rep0)-1]) << 1
@@ -291,7 +295,7 @@ func (d *decoder) chunk(in string, end int) error {
 					} else {
 						d.state = 11
 					}
-					if uint32(d.pos-d.base) <= d.rep0 {
+					if !d.reachable(d.rep0) {
 						return ErrData
 					}
 					out[d.pos] = out[d.pos-int(d.rep0)-1]
@@ -349,10 +353,10 @@ func (d *decoder) chunk(in string, end int) error {
 		}
 		// Copy n bytes from rep0+1 back; the match must fit in the
 		// dictionary and in this chunk.
-		dist := int(d.rep0) + 1
-		if dist > d.pos-d.base || int(n) > end-d.pos || d.rep0 == 0xffffffff {
+		if !d.reachable(d.rep0) || int(n) > end-d.pos {
 			return ErrData
 		}
+		dist := int(d.rep0) + 1
 		src := d.pos - dist
 		if dist >= int(n) {
 			copy(out[d.pos:d.pos+int(n)], out[src:src+int(n)])
@@ -372,6 +376,13 @@ func (d *decoder) chunk(in string, end int) error {
 		return ErrData
 	}
 	return nil
+}
+
+// reachable reports whether the byte rep0+1 back is in the dictionary:
+// written since the last dictionary reset, and at most dictCap back.
+func (d *decoder) reachable(rep0 uint32) bool {
+	dist := int64(rep0) + 1
+	return dist <= int64(d.pos-d.base) && dist <= int64(d.dictCap)
 }
 
 // bit decodes one bit with the probability p.

@@ -28,6 +28,9 @@ func sample(n int) []byte {
 	return b.Bytes()[:n]
 }
 
+// anyDict is a dictionary size no test stream exceeds.
+const anyDict = 1 << 30
+
 // compress packs raw as a raw LZMA2 chunk sequence with xz(1).
 func compress(t testing.TB, raw []byte, opts string) string {
 	t.Helper()
@@ -64,20 +67,24 @@ func TestDecode(t *testing.T) {
 			raw := sample(tc.n)
 			in := compress(t, raw, tc.opts)
 			out := make([]byte, len(raw))
-			if err := Decode(out, in); err != nil {
+			if err := Decode(out, in, anyDict); err != nil {
 				t.Fatal(err)
 			}
 			if !bytes.Equal(out, raw) {
 				t.Fatal("decoded bytes differ")
 			}
 			// A wrong output length is an error.
-			if err := Decode(make([]byte, len(raw)+1), in); err == nil {
+			if err := Decode(make([]byte, len(raw)+1), in, anyDict); err == nil {
 				t.Error("no error for a too long output buffer")
 			}
 			if len(raw) > 0 {
-				if err := Decode(make([]byte, len(raw)-1), in); err == nil {
+				if err := Decode(make([]byte, len(raw)-1), in, anyDict); err == nil {
 					t.Error("no error for a too short output buffer")
 				}
+			}
+			// Anything after the end marker is an error.
+			if err := Decode(out, in+"\x00", anyDict); err == nil {
+				t.Error("no error for a byte after the end marker")
 			}
 		})
 	}
@@ -92,31 +99,62 @@ func TestUncompressedChunks(t *testing.T) {
 	copy(raw[1<<20:], sample(1<<20)) // compressed chunks between stored ones
 	in := compress(t, raw, "preset=6")
 	out := make([]byte, len(raw))
-	if err := Decode(out, in); err != nil || !bytes.Equal(out, raw) {
+	if err := Decode(out, in, anyDict); err != nil || !bytes.Equal(out, raw) {
 		t.Fatalf("err %v, equal %v", err, bytes.Equal(out, raw))
 	}
 }
 
-// TestCorrupt checks that truncated and damaged input gives an error (or,
-// rarely, other bytes), never a panic.
+// TestCorrupt checks that truncated input is an error, and that damaged
+// input is an error or, rarely, decodes to other bytes (which the
+// caller's SHA-256 catches), never the original bytes by luck of a
+// missing check: every byte of a chunk matters.
 func TestCorrupt(t *testing.T) {
 	raw := sample(256 << 10)
 	in := compress(t, raw, "preset=6")
 	out := make([]byte, len(raw))
 	for n := 0; n < len(in); n += 1 + n/8 {
-		if err := Decode(out, in[:n]); err == nil {
+		if err := Decode(out, in[:n], anyDict); err == nil {
 			t.Fatalf("no error for %d of %d bytes", n, len(in))
 		}
 	}
 	r := rand.New(rand.NewPCG(5, 6))
-	for range 500 {
+	var errs int
+	for i := range 500 {
 		b := []byte(in)
-		for range 1 + r.IntN(3) {
-			b[r.IntN(len(b))] ^= byte(1 + r.IntN(255))
+		off := r.IntN(len(b))
+		b[off] ^= byte(1 + r.IntN(255))
+		clear(out)
+		err := Decode(out, string(b), anyDict)
+		if err == nil && bytes.Equal(out, raw) {
+			t.Fatalf("case %d: byte %d of %d changed, yet the original decoded without error", i, off, len(b))
 		}
-		if err := Decode(out, string(b)); err == nil && !bytes.Equal(out, raw) {
-			continue // undetected here; the caller's SHA-256 catches it
+		if err != nil {
+			errs++
 		}
+	}
+	// Most damage is caught by the decoder itself (the end-of-chunk
+	// checks), not left to the caller's hash.
+	if errs < 450 {
+		t.Errorf("only %d of 500 damaged streams gave an error", errs)
+	}
+}
+
+// TestDictCap checks that no match reaches further back than the
+// dictionary size: a stream packed with a 1 MiB dictionary decodes with
+// dictCap 1 MiB, not with 4 KiB; one packed with 4 KiB decodes with 4 KiB.
+func TestDictCap(t *testing.T) {
+	raw := sample(2 << 20)
+	out := make([]byte, len(raw))
+	big := compress(t, raw, "preset=6,dict=1MiB")
+	if err := Decode(out, big, 1<<20); err != nil || !bytes.Equal(out, raw) {
+		t.Fatalf("dict 1 MiB: %v", err)
+	}
+	if err := Decode(out, big, 4096); err == nil {
+		t.Fatal("dict 1 MiB stream decoded with a 4 KiB dictionary")
+	}
+	small := compress(t, raw, "preset=6,dict=4KiB")
+	if err := Decode(out, small, 4096); err != nil || !bytes.Equal(out, raw) {
+		t.Fatalf("dict 4 KiB: %v", err)
 	}
 }
 
@@ -125,7 +163,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte("\x01\x00\x02abc\x00"), uint16(3))
 	f.Add([]byte{0}, uint16(0))
 	f.Fuzz(func(t *testing.T, in []byte, n uint16) {
-		Decode(make([]byte, n), string(in))
+		// Any input: an error or not, never a panic or a hang.
+		Decode(make([]byte, n), string(in), anyDict)
 	})
 }
 
@@ -135,7 +174,7 @@ func BenchmarkDecode(b *testing.B) {
 	out := make([]byte, len(raw))
 	b.SetBytes(int64(len(raw)))
 	for b.Loop() {
-		if err := Decode(out, in); err != nil {
+		if err := Decode(out, in, anyDict); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -27,6 +27,6 @@ func TestNoPanic(t *testing.T) {
 			}
 		}
 		n := r.IntN(70000)
-		Decode(make([]byte, n), string(in))
+		Decode(make([]byte, n), string(in), 1+r.IntN(anyDict))
 	}
 }

@@ -1,17 +1,17 @@
 //go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
 
-package extract
+package atomicfile
 
 import (
 	"os"
 	"syscall"
 )
 
-// lockTemp takes an exclusive flock on a temporary file while it is being
+// lock takes an exclusive flock on a temporary file while it is being
 // written. The kernel drops the lock when the process dies, however it
 // dies, so a temporary file nobody holds is known to be abandoned.
-func lockTemp(f *os.File) {
-	// Best effort: without the lock, CleanStale's age rule still holds.
+func lock(f *os.File) {
+	// Best effort: without the lock, cleanStale's age rule still holds.
 	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 }
 

@@ -1,12 +1,12 @@
 //go:build !(linux || darwin || freebsd || netbsd || openbsd || dragonfly)
 
-package extract
+package atomicfile
 
 import "os"
 
-// lockTemp does nothing where flock is missing; CleanStale then relies on
-// the age of a temporary file alone.
-func lockTemp(*os.File) {}
+// lock does nothing where flock is missing; cleanStale then relies on the
+// age of a temporary file alone.
+func lock(*os.File) {}
 
 // abandoned reports true: without locks, age is the only evidence.
 func abandoned(string) bool { return true }

@@ -1,0 +1,469 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"golang.org/x/sys/unix"
+
+	"github.com/supermachine-go/supermachine-kernel/agent"
+	"github.com/supermachine-go/supermachine-kernel/initramfs"
+	"github.com/supermachine-go/supermachine-kernel/internal/guestassets"
+	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
+)
+
+// vmexecConfigFile is the optional settings file of vmexec, looked up
+// from the working directory upwards to the module or repository root.
+const vmexecConfigFile = ".supermachine-vmexec.toml"
+
+// vmexecConfig holds vmexec's settings; the file sets them, flags
+// override them.
+type vmexecConfig struct {
+	Memory  int      `toml:"memory"`  // MiB
+	CPUs    int      `toml:"cpus"`    // virtual CPUs
+	Append  []string `toml:"append"`  // extra kernel command line parameters
+	Mounts  []string `toml:"mounts"`  // HOST[:GUEST][:rw], read-only unless :rw
+	Net     bool     `toml:"net"`     // a virtio-net device with QEMU user networking
+	KVM     string   `toml:"kvm"`     // auto, on, off
+	Kernel  string   `toml:"kernel"`  // another kernel image for the guest arch
+	Timeout string   `toml:"timeout"` // e.g. "10m"; default none (go test has -timeout)
+}
+
+// guestEnvDrop are host environment variables that mean nothing in the
+// guest (sessions, agents and displays of the host).
+var guestEnvDrop = []string{
+	"DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY", "SSH_AUTH_SOCK", "SSH_AGENT_PID",
+	"SSH_CONNECTION", "SSH_CLIENT", "SSH_TTY", "DBUS_SESSION_BUS_ADDRESS",
+	"XDG_RUNTIME_DIR", "XDG_SESSION_ID", "XDG_SESSION_TYPE", "XDG_SESSION_CLASS",
+	"GPG_AGENT_INFO", "TMUX", "TMUX_PANE", "STY", "WINDOWID", "INVOCATION_ID", "JOURNAL_STREAM",
+	"NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID",
+}
+
+// vmexecShareTag is the virtio-fs tag of the host's files in the guest.
+const vmexecShareTag = "supermachine-host"
+
+func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("vmexec", "[flags] [--] BINARY [ARG...]\n\nruns a Linux executable (e.g. a Go test binary: go test -exec 'supermachine-kernel vmexec --')\nin a microVM of the bundled kernel for the binary's arch, with the host's files visible\nread-only and the working directory writable; exits with its exit code.\nSettings also come from "+vmexecConfigFile+" at the repository root", stderr)
+	cfg, cfgPath, err := loadVMExecConfig()
+	if err != nil {
+		return err
+	}
+	mem := fs.Int("mem", orInt(cfg.Memory, 1024), "guest memory in MiB")
+	cpus := fs.Int("cpus", orInt(cfg.CPUs, min(2, runtime.NumCPU())), "virtual CPUs")
+	kvm := fs.String("kvm", orString(cfg.KVM, "auto"), "accelerator: auto, on, off (see boot -h)")
+	kernelFlag := fs.String("kernel", cfg.Kernel, "boot this kernel image instead of the bundled one (it must have virtio-mmio, virtio-fs, overlayfs and the serial console built in)")
+	appendArgs := fs.String("append", strings.Join(cfg.Append, " "), "extra kernel command line parameters")
+	net := fs.Bool("net", cfg.Net, "add a virtio-net device (QEMU user networking)")
+	timeout := fs.Duration("timeout", 0, "give up on the binary after this long (default: no limit)")
+	verbose := fs.Bool("v", false, "show boot progress, the guest console and QEMU's and virtiofsd's messages")
+	mounts := multiFlag(cfg.Mounts)
+	fs.Var(&mounts, "mount", "also show host directory HOST at GUEST: HOST[:GUEST][:rw] (repeatable; read-only unless :rw)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return errUsage
+	}
+	if cfg.Timeout != "" && *timeout == 0 {
+		if *timeout, err = time.ParseDuration(cfg.Timeout); err != nil {
+			return fmt.Errorf("%s: timeout: %w", cfgPath, err)
+		}
+	}
+	logw := io.Discard
+	if *verbose {
+		logw = stderr
+		if cfgPath != "" {
+			fmt.Fprintf(stderr, "vmexec: settings from %s\n", cfgPath)
+		}
+	}
+	start := time.Now()
+	progress := func(format string, a ...any) {
+		fmt.Fprintf(logw, "[%6.3fs] vmexec: %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, a...))
+	}
+
+	binary, err := filepath.Abs(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	arch, err := elfArch(binary)
+	if err != nil {
+		return err
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	// The working directory and the binary's directory (go test writes
+	// coverage and other outputs there) are writable in the guest;
+	// everything else of the host is read-only.
+	binds := []bindMount{{host: cwd, guest: cwd, rw: true}}
+	if d := filepath.Dir(binary); !within(d, cwd) {
+		binds = append(binds, bindMount{host: d, guest: d, rw: true})
+	}
+	for _, m := range mounts {
+		b, err := parseBindMount(m)
+		if err != nil {
+			return err
+		}
+		binds = append(binds, b)
+	}
+	var appendList []string
+	for _, b := range binds {
+		for _, p := range []string{b.host, b.guest} {
+			if strings.ContainsAny(p, " \t\n:'\"\\$`;&|<>(){}*?[]") {
+				return fmt.Errorf("vmexec: the path %q cannot be shared (it contains a space, ':' or a shell metacharacter)", p)
+			}
+		}
+		appendList = append(appendList, "supermachine.mount=/lower"+b.host+":"+b.guest+":bind")
+	}
+	appendList = append(appendList, strings.Fields(*appendArgs)...)
+
+	set, err := guestassets.For(arch)
+	if err != nil {
+		return err
+	}
+	progress("preparing the %s kernel and initramfs", arch)
+	kernelPath, kernelSHA := *kernelFlag, ""
+	if kernelPath == "" {
+		if kernelPath, err = cachedKernel(ctx, set); err != nil {
+			return err
+		}
+		kernelSHA = set.Kernel.SHA256
+	}
+	initrd, err := cachedInitramfs(ctx, initramfs.Options{Root: vmexecShareTag, RootFSType: "virtiofs"}, set)
+	if err != nil {
+		return err
+	}
+
+	dir, err := os.MkdirTemp("", "supermachine-vmexec-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	progress("starting virtiofsd")
+	fsd, err := startVirtiofsd(ctx, dir, binds, logw)
+	if err != nil {
+		return err
+	}
+	defer fsd.stop()
+
+	qcfg := qemu.Config{
+		Arch: arch, Kernel: kernelPath, KernelSHA256: kernelSHA, Initrd: initrd,
+		Append: appendList, MemoryMiB: *mem, CPUs: *cpus, KVM: *kvm, Net: *net,
+		AgentSocket: filepath.Join(dir, "agent.sock"),
+		Progress:    func(msg string) { progress("%s", msg) },
+		ExtraArgs: []string{
+			// virtio-fs needs the guest memory shared with virtiofsd.
+			"-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", *mem),
+			"-machine", "memory-backend=mem",
+			// vhost-user devices need virtio 1.0; QEMU's virtio-mmio
+			// defaults to the legacy interface.
+			"-global", "virtio-mmio.force-legacy=false",
+			"-chardev", "socket,id=hostfs,path=" + fsd.socket,
+			"-device", "vhost-user-fs-device,chardev=hostfs,tag=" + vmexecShareTag,
+		},
+	}
+	if *verbose {
+		qcfg.Console, qcfg.Stderr = stderr, stderr
+	}
+	vm, c, err := qemu.Boot(ctx, qcfg)
+	if err != nil {
+		return fmt.Errorf("%w%s", err, fsd.messages())
+	}
+	defer vm.Kill()
+	defer c.Close()
+	progress("agent ready %s after QEMU started; running %s", time.Since(vm.Started()).Round(time.Millisecond), filepath.Base(binary))
+
+	cctx := ctx
+	if *timeout > 0 {
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithTimeout(ctx, *timeout)
+		defer cancel()
+	}
+	cmd := c.Command(cctx, binary, fs.Args()[1:]...)
+	cmd.Dir = cwd
+	cmd.Env = guestEnv(os.Environ())
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if st, err := os.Stdin.Stat(); err == nil && st.Mode()&os.ModeCharDevice == 0 && st.Mode()&os.ModeNamedPipe != 0 {
+		cmd.Stdin = os.Stdin
+	}
+	runErr := cmd.Run()
+	code := 0
+	var ee *agent.ExitError
+	switch {
+	case runErr != nil && cctx.Err() != nil && ctx.Err() == nil:
+		// The agent killed it at the deadline (Wait then reports the kill).
+		runErr = fmt.Errorf("%s did not finish within -timeout %s", filepath.Base(binary), *timeout)
+	case errors.As(runErr, &ee):
+		code = ee.ExitCode()
+		if sig := ee.ProcessState.Signal(); sig != "" {
+			fmt.Fprintf(stderr, "vmexec: %s killed by %s\n", filepath.Base(binary), sig)
+			code = 128 + signalNumber(sig)
+		}
+		runErr = nil
+	}
+	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer pcancel()
+	c.PowerOff(pctx)
+	vm.Wait(pctx)
+	progress("done, exit code %d", code)
+	if runErr != nil {
+		return runErr
+	}
+	if code != 0 {
+		return exitError{code}
+	}
+	return nil
+}
+
+// elfArch is the GOARCH of the Linux executable at path.
+func elfArch(path string) (string, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("vmexec: %s is not a Linux executable: %w", path, err)
+	}
+	defer f.Close()
+	switch f.Machine {
+	case elf.EM_X86_64:
+		return "amd64", nil
+	case elf.EM_AARCH64:
+		return "arm64", nil
+	}
+	return "", fmt.Errorf("vmexec: %s is built for %s; the bundled kernels are amd64 and arm64", path, f.Machine)
+}
+
+// bindMount is a host directory shown in the guest.
+type bindMount struct {
+	host, guest string
+	rw          bool
+}
+
+// parseBindMount parses HOST[:GUEST][:rw|:ro].
+func parseBindMount(s string) (bindMount, error) {
+	p := strings.Split(s, ":")
+	b := bindMount{host: p[0], guest: p[0]}
+	rest := p[1:]
+	if len(rest) > 0 && rest[len(rest)-1] == "rw" || len(rest) > 0 && rest[len(rest)-1] == "ro" {
+		b.rw = rest[len(rest)-1] == "rw"
+		rest = rest[:len(rest)-1]
+	}
+	if len(rest) == 1 {
+		b.guest = rest[0]
+	} else if len(rest) > 1 {
+		return b, fmt.Errorf("-mount %q: want HOST[:GUEST][:rw]", s)
+	}
+	if !filepath.IsAbs(b.host) || !filepath.IsAbs(b.guest) {
+		return b, fmt.Errorf("-mount %q: paths must be absolute", s)
+	}
+	if st, err := os.Stat(b.host); err != nil || !st.IsDir() {
+		return b, fmt.Errorf("-mount %q: %s is not a directory", s, b.host)
+	}
+	b.host, b.guest = filepath.Clean(b.host), filepath.Clean(b.guest)
+	return b, nil
+}
+
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// guestEnv is env without the variables that mean nothing in the guest.
+func guestEnv(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if !containsString(guestEnvDrop, k) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func containsString(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// loadVMExecConfig reads the settings file found from the working
+// directory upwards, stopping at the first directory holding go.mod's
+// repository root (.git) or the file itself.
+func loadVMExecConfig() (vmexecConfig, string, error) {
+	var c vmexecConfig
+	dir, err := os.Getwd()
+	if err != nil {
+		return c, "", err
+	}
+	for {
+		p := filepath.Join(dir, vmexecConfigFile)
+		if _, err := os.Stat(p); err == nil {
+			md, err := toml.DecodeFile(p, &c)
+			if err != nil {
+				return c, p, fmt.Errorf("vmexec: %w", err)
+			}
+			if und := md.Undecoded(); len(und) > 0 {
+				return c, p, fmt.Errorf("vmexec: %s: unknown setting %q (memory, cpus, append, mounts, net, kvm, kernel, timeout)", p, und[0].String())
+			}
+			return c, p, nil
+		}
+		if _, err := os.Stat(filepath.Join(dir, ".git")); err == nil {
+			return c, "", nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return c, "", nil
+		}
+		dir = parent
+	}
+}
+
+func orInt(v, def int) int {
+	if v != 0 {
+		return v
+	}
+	return def
+}
+
+func orString(v, def string) string {
+	if v != "" {
+		return v
+	}
+	return def
+}
+
+// virtiofsd is a running virtio-fs daemon sharing the host's files.
+type virtiofsd struct {
+	socket string
+	cmd    *exec.Cmd
+	out    *bytes.Buffer
+	done   chan struct{}
+}
+
+// virtiofsdPaths are where Debian and other distributions put virtiofsd.
+var virtiofsdPaths = []string{"/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd", "/usr/lib/virtiofsd"}
+
+// startVirtiofsd starts virtiofsd on a view of the host's root that is
+// read-only except for the writable binds, made in a mount namespace of
+// its own by this program's hidden vmexec-virtiofsd command.
+func startVirtiofsd(ctx context.Context, dir string, binds []bindMount, logw io.Writer) (*virtiofsd, error) {
+	bin := ""
+	for _, p := range virtiofsdPaths {
+		if _, err := os.Stat(p); err == nil {
+			bin = p
+			break
+		}
+	}
+	if bin == "" {
+		if p, err := exec.LookPath("virtiofsd"); err == nil {
+			bin = p
+		} else {
+			return nil, errors.New("vmexec: virtiofsd not found (Debian: apt-get install qemu-system-common, or the virtiofsd package)")
+		}
+	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("vmexec: sharing the host's files over virtio-fs needs root (virtiofsd and the read-only view of / use mount namespaces): run go test -exec as root, e.g. with sudo -E")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	view := filepath.Join(dir, "view")
+	if err := os.Mkdir(view, 0o700); err != nil {
+		return nil, err
+	}
+	d := &virtiofsd{socket: filepath.Join(dir, "virtiofsd.sock"), out: &bytes.Buffer{}, done: make(chan struct{})}
+	args := []string{"vmexec-virtiofsd", "-socket", d.socket, "-view", view, "-virtiofsd", bin}
+	for _, b := range binds {
+		if b.rw {
+			args = append(args, "-rw", b.host)
+		}
+	}
+	d.cmd = exec.CommandContext(ctx, self, args...)
+	d.cmd.Stdout = io.MultiWriter(d.out, logw)
+	d.cmd.Stderr = d.cmd.Stdout
+	if err := d.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("vmexec: starting virtiofsd: %w", err)
+	}
+	go func() {
+		d.cmd.Wait()
+		close(d.done)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(d.socket); err == nil {
+			return d, nil
+		}
+		select {
+		case <-d.done:
+			return nil, fmt.Errorf("vmexec: virtiofsd exited at once:\n%s", d.out)
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			d.stop()
+			return nil, fmt.Errorf("vmexec: virtiofsd did not create its socket within 10s:\n%s", d.out)
+		}
+	}
+}
+
+func (d *virtiofsd) messages() string {
+	if d.out.Len() == 0 {
+		return ""
+	}
+	return "\n--- virtiofsd said ---\n" + strings.TrimSpace(d.out.String())
+}
+
+func (d *virtiofsd) stop() {
+	d.cmd.Process.Kill()
+	<-d.done
+}
+
+// cmdVirtiofsdHelper is the hidden command vmexec-virtiofsd: in a new
+// mount namespace it binds the host's root at -view, makes the whole tree
+// read-only, binds each -rw directory writable over it, and execs
+// virtiofsd on the view. The host's own mounts are untouched.
+func cmdVirtiofsdHelper(args []string, stderr io.Writer) error {
+	fs := newFlags("vmexec-virtiofsd", "(internal)", stderr)
+	socket := fs.String("socket", "", "vhost-user socket path")
+	view := fs.String("view", "", "empty directory for the view of /")
+	bin := fs.String("virtiofsd", "", "virtiofsd binary")
+	var rw multiFlag
+	fs.Var(&rw, "rw", "writable directory (repeatable)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	runtime.LockOSThread()
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("unshare mount namespace: %w", err)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make mounts private: %w", err)
+	}
+	if err := unix.Mount("/", *view, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind / at %s: %w", *view, err)
+	}
+	if err := unix.MountSetattr(unix.AT_FDCWD, *view, unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
+		return fmt.Errorf("make the view of / read-only: %w", err)
+	}
+	for _, d := range rw {
+		if err := unix.Mount(d, filepath.Join(*view, d), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind %s writable: %w", d, err)
+		}
+	}
+	argv := []string{*bin, "--socket-path=" + *socket, "-o", "source=" + *view, "-o", "cache=auto", "-o", "sandbox=namespace", "-o", "xattr"}
+	return unix.Exec(*bin, argv, os.Environ())
+}

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
+)
+
+func TestElfArch(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := elfArch(exe); err != nil || a != runtime.GOARCH {
+		t.Errorf("elfArch(test binary) = %q, %v; want %s", a, err, runtime.GOARCH)
+	}
+	script := filepath.Join(t.TempDir(), "script")
+	os.WriteFile(script, []byte("#!/bin/sh\n"), 0o755)
+	if _, err := elfArch(script); err == nil || !strings.Contains(err.Error(), "not a Linux executable") {
+		t.Errorf("elfArch(script) error %v", err)
+	}
+}
+
+func TestParseBindMount(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		in    string
+		want  bindMount
+		error string
+	}{
+		{dir, bindMount{host: dir, guest: dir}, ""},
+		{dir + ":rw", bindMount{host: dir, guest: dir, rw: true}, ""},
+		{dir + ":/data", bindMount{host: dir, guest: "/data"}, ""},
+		{dir + ":/data:rw", bindMount{host: dir, guest: "/data", rw: true}, ""},
+		{dir + ":/data:ro", bindMount{host: dir, guest: "/data"}, ""},
+		{"relative:/data", bindMount{}, "absolute"},
+		{dir + "/missing", bindMount{}, "not a directory"},
+		{dir + ":/a:/b:rw", bindMount{}, "want HOST[:GUEST][:rw]"},
+	} {
+		got, err := parseBindMount(tc.in)
+		if tc.error != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.error) {
+				t.Errorf("parseBindMount(%q) error %v, want %q", tc.in, err, tc.error)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("parseBindMount(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestGuestEnv(t *testing.T) {
+	got := guestEnv([]string{"PATH=/usr/bin", "SSH_AUTH_SOCK=/tmp/agent", "GOFLAGS=-v", "DISPLAY=:0", "HOME=/root"})
+	if strings.Join(got, " ") != "PATH=/usr/bin GOFLAGS=-v HOME=/root" {
+		t.Errorf("guestEnv = %q", got)
+	}
+}
+
+func TestVMExecConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, ".git"), 0o755)
+	sub := filepath.Join(dir, "pkg", "x")
+	os.MkdirAll(sub, 0o755)
+	t.Chdir(sub)
+	if c, p, err := loadVMExecConfig(); err != nil || p != "" || c.Memory != 0 {
+		t.Fatalf("no file: %+v %q %v", c, p, err)
+	}
+	file := filepath.Join(dir, vmexecConfigFile)
+	os.WriteFile(file, []byte("memory = 2048\ncpus = 1\nappend = [\"loglevel=7\"]\nkvm = \"off\"\n"), 0o644)
+	c, p, err := loadVMExecConfig()
+	if err != nil || p != file || c.Memory != 2048 || c.CPUs != 1 || c.KVM != "off" || len(c.Append) != 1 {
+		t.Fatalf("file: %+v %q %v", c, p, err)
+	}
+	os.WriteFile(file, []byte("memroy = 2048\n"), 0o644)
+	if _, _, err := loadVMExecConfig(); err == nil || !strings.Contains(err.Error(), `unknown setting "memroy"`) {
+		t.Errorf("misspelt setting: %v", err)
+	}
+}
+
+// go test -exec 'supermachine-kernel vmexec --' in a module of its own,
+// with tests that need a kernel (a network namespace, a tmpfs mount, a
+// cgroup), one that fails, -run, -v, -count and -coverprofile, for the
+// test binary's arch: amd64 and arm64 whatever the host.
+func TestVMExecGoTest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots guests")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("vmexec shares files over virtio-fs, which needs root")
+	}
+	found := false
+	for _, p := range virtiofsdPaths {
+		if _, err := os.Stat(p); err == nil {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("virtiofsd not installed: apt-get install qemu-system-common")
+	}
+	dir := t.TempDir()
+	cli := filepath.Join(dir, "supermachine-kernel")
+	if out, err := exec.Command("go", "build", "-o", cli, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	mod := filepath.Join(dir, "mod")
+	os.Mkdir(mod, 0o755)
+	os.WriteFile(filepath.Join(mod, "go.mod"), []byte("module example.com/vmtest\n\ngo 1.22\n"), 0o644)
+	os.WriteFile(filepath.Join(mod, "vm_test.go"), []byte(vmTestSource), 0o644)
+	for _, arch := range []string{"amd64", "arm64"} {
+		t.Run(arch, func(t *testing.T) {
+			bin, pkg, _ := qemu.Binary(arch)
+			if _, err := exec.LookPath(bin); err != nil {
+				t.Fatalf("%s not installed: apt-get install %s", bin, pkg)
+			}
+			gotest := func(args ...string) (string, error) {
+				cmd := exec.Command("go", append([]string{"test", "-exec", cli + " vmexec --"}, args...)...)
+				cmd.Dir = mod
+				cmd.Env = append(os.Environ(), "GOARCH="+arch, "GOWORK=off", "GOFLAGS=", "VMTEST_WANT_ARCH="+arch)
+				out, err := cmd.CombinedOutput()
+				return string(out), err
+			}
+			out, err := gotest("-run", "TestKernel|TestOutput", "-v", "-count=2", "-coverprofile=cover.out", ".")
+			if err != nil {
+				t.Fatalf("go test: %v\n%s", err, out)
+			}
+			for _, want := range []string{"--- PASS: TestKernelNetns", "--- PASS: TestKernelTmpfs", "--- PASS: TestKernelCgroup", "--- PASS: TestOutput", "coverage:"} {
+				if strings.Count(out, want) < 2 && want != "coverage:" || !strings.Contains(out, want) {
+					t.Errorf("output lacks %q (twice for -count=2):\n%s", want, out)
+				}
+			}
+			if strings.Contains(out, "TestFails") {
+				t.Errorf("-run ran TestFails:\n%s", out)
+			}
+			if b, err := os.ReadFile(filepath.Join(mod, "cover.out")); err != nil || !strings.HasPrefix(string(b), "mode: ") {
+				t.Errorf("cover.out: %v %q", err, b)
+			}
+			if b, err := os.ReadFile(filepath.Join(mod, "written-in-guest-"+arch)); err != nil || string(b) != arch {
+				t.Errorf("file written in the guest's working directory: %v %q", err, b)
+			}
+			out, err = gotest("-run", "TestFails", "-count=1", ".")
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+				t.Errorf("failing test: go test error %v, want exit status 1\n%s", err, out)
+			}
+			if !strings.Contains(out, "--- FAIL: TestFails") || !strings.Contains(out, "deliberate failure") {
+				t.Errorf("failing test output:\n%s", out)
+			}
+		})
+	}
+}
+
+const vmTestSource = `package vmtest
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+func inGuest(t *testing.T) {
+	b, _ := os.ReadFile("/proc/cmdline")
+	if !strings.Contains(string(b), "supermachine.") {
+		t.Fatalf("not in a supermachine guest: %s", b)
+	}
+	if want := os.Getenv("VMTEST_WANT_ARCH"); runtime.GOARCH != want {
+		t.Fatalf("GOARCH %s, want %s", runtime.GOARCH, want)
+	}
+}
+
+func TestKernelNetns(t *testing.T) {
+	inGuest(t)
+	runtime.LockOSThread() // the thread ends in another namespace: never unlocked
+	before, _ := os.Readlink("/proc/thread-self/ns/net")
+	if err := syscall.Unshare(syscall.CLONE_NEWNET); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.Readlink("/proc/thread-self/ns/net")
+	if before == after {
+		t.Fatalf("still in %s", before)
+	}
+}
+
+func TestKernelTmpfs(t *testing.T) {
+	inGuest(t)
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Unmount(dir, 0)
+	if err := os.WriteFile(filepath.Join(dir, "f"), make([]byte, 2<<20), 0o644); err == nil {
+		t.Fatal("wrote 2 MiB into a 1 MiB tmpfs")
+	}
+}
+
+func TestKernelCgroup(t *testing.T) {
+	inGuest(t)
+	root := "/sys/fs/cgroup"
+	if _, err := os.Stat(filepath.Join(root, "cgroup.procs")); err != nil {
+		if err := syscall.Mount("cgroup2", root, "cgroup2", 0, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cg := filepath.Join(root, "vmtest-"+strconv.Itoa(os.Getpid()))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile("/proc/self/cgroup")
+	if !strings.Contains(string(b), filepath.Base(cg)) {
+		t.Fatalf("/proc/self/cgroup = %q", b)
+	}
+	os.WriteFile(filepath.Join(root, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0o644)
+	os.Remove(cg)
+}
+
+func TestOutput(t *testing.T) {
+	inGuest(t)
+	if err := os.WriteFile("written-in-guest-"+runtime.GOARCH, []byte(runtime.GOARCH), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile("/etc/vmtest", []byte("x"), 0o644); err != nil {
+		t.Fatalf("the overlay root should take writes: %v", err)
+	}
+}
+
+func TestFails(t *testing.T) {
+	t.Fatal("deliberate failure")
+}
+`

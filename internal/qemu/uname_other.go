@@ -1,0 +1,6 @@
+//go:build !unix
+
+package qemu
+
+// hostKernelRelease is the host's kernel release, unknown off Unix.
+func hostKernelRelease() string { return "unknown" }
