@@ -130,12 +130,10 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if errors.Is(runErr, context.DeadlineExceeded) && cctx.Err() != nil {
 		runErr = fmt.Errorf("%s did not finish within -timeout %s", fs.Arg(0), *timeout)
 	}
-	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer pcancel()
-	c.PowerOff(pctx)
-	if err := vm.Wait(pctx); errors.Is(err, context.DeadlineExceeded) {
-		progress("the guest did not power off within 10s; stopping QEMU")
-	}
+	// Nothing in the guest needs an orderly shutdown: its disks are
+	// attached read-only and its writes live in a tmpfs. Stopping QEMU
+	// at once saves the guest's power-off path (about 0.1 s under TCG).
+	vm.Kill()
 	if runErr != nil {
 		return runErr
 	}
