@@ -214,10 +214,15 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		runErr = nil
 	}
-	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer pcancel()
-	c.PowerOff(pctx)
-	vm.Wait(pctx)
+	// Writes to the shared directories go straight to virtiofsd (no
+	// writeback cache), and everything else lives in the guest's tmpfs:
+	// after a sync, QEMU can stop at once, without the guest's power-off.
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	if err := c.Sync(sctx); err != nil {
+		progress("sync before stopping the guest: %v", err)
+	}
+	vm.Kill()
 	progress("done, exit code %d", code)
 	if runErr != nil {
 		return runErr
