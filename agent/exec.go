@@ -561,6 +561,8 @@ func (cmd *Cmd) control(t protocol.FrameType, p []byte) error {
 }
 
 // Resize changes the window size of the command's terminal (TTY only).
+// It travels apart from stdin: input written after Resize may reach the
+// process before the new size does.
 func (cmd *Cmd) Resize(rows, cols uint16) error {
 	if cmd.st == nil {
 		return errors.New("agent: Resize before Start")

@@ -157,7 +157,9 @@ func TestStdin(t *testing.T) {
 func TestTTY(t *testing.T) {
 	c := newClient(t)
 	ctx := testCtx(t)
-	cmd := c.Command(ctx, "sh", "-c", "stty size; read line; stty size; test -t 0 && echo tty=$TERM")
+	// Resize and stdin travel apart, so the script waits (up to 5 s) for
+	// the new size instead of assuming it came before the input line.
+	cmd := c.Command(ctx, "sh", "-c", `stty size; read line; i=0; while [ "$(stty size)" != "40 123" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; stty size; test -t 0 && echo tty=$TERM`)
 	cmd.TTY, cmd.Rows, cmd.Cols = true, 30, 90
 	w, _ := cmd.StdinPipe()
 	r, _ := cmd.StdoutPipe()
