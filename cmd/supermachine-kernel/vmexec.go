@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"debug/elf"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -59,9 +61,9 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	mem := fs.Int("mem", orInt(cfg.Memory, 1024), "guest memory in MiB")
-	cpus := fs.Int("cpus", orInt(cfg.CPUs, min(2, runtime.NumCPU())), "virtual CPUs")
-	kvm := fs.String("kvm", orString(cfg.KVM, "auto"), "accelerator: auto, on, off (see boot -h)")
+	mem := fs.Int("mem", cmp.Or(cfg.Memory, 1024), "guest memory in MiB")
+	cpus := fs.Int("cpus", cmp.Or(cfg.CPUs, min(2, runtime.NumCPU())), "virtual CPUs")
+	kvm := fs.String("kvm", cmp.Or(cfg.KVM, "auto"), "accelerator: auto, on, off (see boot -h)")
 	kernelFlag := fs.String("kernel", cfg.Kernel, "boot this kernel image instead of the bundled one (it must have virtio-mmio, virtio-fs, overlayfs and the serial console built in)")
 	appendArgs := fs.String("append", strings.Join(cfg.Append, " "), "extra kernel command line parameters")
 	net := fs.Bool("net", cfg.Net, "add a virtio-net device (QEMU user networking)")
@@ -289,20 +291,11 @@ func guestEnv(env []string) []string {
 	var out []string
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
-		if !containsString(guestEnvDrop, k) {
+		if !slices.Contains(guestEnvDrop, k) {
 			out = append(out, kv)
 		}
 	}
 	return out
-}
-
-func containsString(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // loadVMExecConfig reads the settings file found from the working
@@ -335,20 +328,6 @@ func loadVMExecConfig() (vmexecConfig, string, error) {
 		}
 		dir = parent
 	}
-}
-
-func orInt(v, def int) int {
-	if v != 0 {
-		return v
-	}
-	return def
-}
-
-func orString(v, def string) string {
-	if v != "" {
-		return v
-	}
-	return def
 }
 
 // virtiofsd is a running virtio-fs daemon sharing the host's files.

@@ -23,25 +23,10 @@ import (
 	"github.com/supermachine-go/supermachine-kernel/agent"
 	"github.com/supermachine-go/supermachine-kernel/initramfs"
 	"github.com/supermachine-go/supermachine-kernel/internal/extract"
+	"github.com/supermachine-go/supermachine-kernel/internal/guestassets"
 	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
 	"github.com/supermachine-go/supermachine-kernel/internal/rootfs"
-	kernelamd64 "github.com/supermachine-go/supermachine-kernel/kernel-amd64"
-	kernelarm64 "github.com/supermachine-go/supermachine-kernel/kernel-arm64"
 )
-
-// assetsOf returns the kernel, busybox and agent blobs of arch.
-func assetsOf(arch string) (kernel, busybox, agentBin extract.Source) {
-	switch arch {
-	case "amd64":
-		return extract.Source{Name: "kernel", XZ: kernelamd64.KernelXZ(), Size: kernelamd64.KernelSize, SHA256: kernelamd64.KernelSHA256},
-			extract.Source{Name: "busybox", XZ: kernelamd64.BusyboxXZ(), Size: kernelamd64.BusyboxSize, SHA256: kernelamd64.BusyboxSHA256},
-			extract.Source{Name: "agent", XZ: kernelamd64.AgentXZ(), Size: kernelamd64.AgentSize, SHA256: kernelamd64.AgentSHA256}
-	default:
-		return extract.Source{Name: "kernel", XZ: kernelarm64.KernelXZ(), Size: kernelarm64.KernelSize, SHA256: kernelarm64.KernelSHA256},
-			extract.Source{Name: "busybox", XZ: kernelarm64.BusyboxXZ(), Size: kernelarm64.BusyboxSize, SHA256: kernelarm64.BusyboxSHA256},
-			extract.Source{Name: "agent", XZ: kernelarm64.AgentXZ(), Size: kernelarm64.AgentSize, SHA256: kernelarm64.AgentSHA256}
-	}
-}
 
 // Images are the files a guest boots from.
 type Images struct {
@@ -59,11 +44,14 @@ type Images struct {
 // squashfsComp is the root image's compression (see rootfs.Squashfs); empty means xz
 // on amd64 and zstd on arm64, so the boot tests prove both.
 func MakeImages(ctx context.Context, arch, dir string, vsockClient []byte, squashfsComp string) (*Images, error) {
-	kb, bb, ab := assetsOf(arch)
+	set, err := guestassets.For(arch)
+	if err != nil {
+		return nil, err
+	}
+	kb, bb, ab := set.Kernel, set.Busybox, set.Agent
 	im := &Images{Arch: arch,
 		Kernel: filepath.Join(dir, "kernel"), Initrd: filepath.Join(dir, "initrd.cpio"),
 		Root: filepath.Join(dir, "root.squashfs"), Data: filepath.Join(dir, "data.ext4")}
-	var err error
 	var kernel []byte
 	if kernel, err = extract.Decode(kb); err != nil {
 		return nil, fmt.Errorf("%s kernel: %w", arch, err)

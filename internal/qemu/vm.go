@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -539,25 +540,21 @@ func (vm *VM) Kill() {
 // consoleWatch keeps the guest console and when it last grew.
 type consoleWatch struct {
 	syncBuffer
-	fwd       func([]byte)
+	fwd       io.Writer // Config.Console, or nil
 	started   time.Time
 	first     chan struct{}
 	firstOnce sync.Once
 	lastNano  atomic.Int64
 }
 
-func newConsoleWatch(w interface{ Write([]byte) (int, error) }) *consoleWatch {
-	c := &consoleWatch{first: make(chan struct{})}
-	if w != nil {
-		c.fwd = func(p []byte) { w.Write(p) }
-	}
-	return c
+func newConsoleWatch(w io.Writer) *consoleWatch {
+	return &consoleWatch{first: make(chan struct{}), fwd: w}
 }
 
 func (c *consoleWatch) Write(p []byte) (int, error) {
 	c.syncBuffer.Write(p)
 	if c.fwd != nil {
-		c.fwd(p)
+		c.fwd.Write(p)
 	}
 	if len(p) > 0 {
 		c.lastNano.Store(time.Now().UnixNano())
@@ -576,7 +573,7 @@ func (c *consoleWatch) last() (time.Time, bool) {
 // stderrWatch keeps QEMU's messages and spots accelerator errors in them.
 type stderrWatch struct {
 	syncBuffer
-	fwd       func([]byte)
+	fwd       io.Writer // Config.Stderr, or nil
 	mu        sync.Mutex
 	partial   string
 	matched   []string
@@ -591,18 +588,14 @@ var accelErrors = []string{
 	"kvm_init_vcpu", "error: kvm", "hvf", "hv_error", "hv_unsupported",
 }
 
-func newStderrWatch(w interface{ Write([]byte) (int, error) }) *stderrWatch {
-	s := &stderrWatch{accelFail: make(chan struct{})}
-	if w != nil {
-		s.fwd = func(p []byte) { w.Write(p) }
-	}
-	return s
+func newStderrWatch(w io.Writer) *stderrWatch {
+	return &stderrWatch{accelFail: make(chan struct{}), fwd: w}
 }
 
 func (s *stderrWatch) Write(p []byte) (int, error) {
 	s.syncBuffer.Write(p)
 	if s.fwd != nil {
-		s.fwd(p)
+		s.fwd.Write(p)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
