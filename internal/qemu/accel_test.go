@@ -333,3 +333,19 @@ func TestConnectAgentRacesExit(t *testing.T) {
 	}
 	t.Logf("%d connected, %d failed", won, lost)
 }
+
+// A handshake that hangs while the guest is silent is tried again on a
+// new connection, well before the phase deadline.
+func TestConnectAgentRetriesStalledHandshake(t *testing.T) {
+	fakeHost(t)
+	var n notes
+	c := fakeConfig(t, "stuck-once", "off", &n)
+	c.Deadlines = Deadlines{Silence: 4 * time.Second}
+	_, took, err := bootFake(t, c)
+	if err != nil {
+		t.Fatalf("boot: %v", err)
+	}
+	if took < time.Second || took > 3*time.Second {
+		t.Errorf("connected after %s, want a retry after about 1s (Silence/4)", took)
+	}
+}

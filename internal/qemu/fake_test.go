@@ -32,6 +32,7 @@ import (
 //	silent          starts, answers QMP, prints nothing, forever
 //	boots           prints a console line and serves the agent protocol on
 //	                the agent socket, like a guest whose agent is ready
+//	stuck-once      boots, but never answers the first connection
 const fakePrefix = "fake-qemu:"
 
 func TestMain(m *testing.M) {
@@ -96,6 +97,14 @@ func fakeQEMU(mode string, args []string) int {
 			return 1
 		}
 		fmt.Println("supermachine-agent fake ready (serial supermachine.agent) uptime=0.100s")
+		if mode == "stuck-once" {
+			// The first connection is accepted and never answered.
+			held, err := l.Accept()
+			if err != nil {
+				return 1
+			}
+			defer held.Close()
+		}
 		server.New(server.Config{Version: "fake"}).Serve(l)
 	}
 	select {}

@@ -441,14 +441,56 @@ func (vm *VM) ConnectAgent(ctx context.Context) (*agent.Client, error) {
 	var clErr error
 	go func() {
 		defer close(ready)
-		conn, err := vm.dialAgentSocket(hctx)
-		if err != nil {
-			clErr = err
-			return
-		}
-		cl, clErr = agent.NewClient(hctx, conn)
-		if clErr != nil {
+		// A handshake that hangs while the guest is silent (its agent
+		// printed its ready line, then nothing) is given up and tried
+		// again on a new connection; the agent ends a stale serial
+		// session when a new hello arrives. The phase deadline still
+		// bounds the whole wait.
+		retryAfter := vm.dl.Silence / 4
+		for {
+			actx, acancel := context.WithCancel(hctx)
+			conn, err := vm.dialAgentSocket(actx)
+			if err != nil {
+				acancel()
+				clErr = err
+				return
+			}
+			stalled := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				tick := time.NewTicker(100 * time.Millisecond)
+				defer tick.Stop()
+				start := time.Now()
+				for {
+					select {
+					case <-done:
+						return
+					case <-tick.C:
+						last, ok := vm.console.last()
+						if ok && time.Since(last) > retryAfter && time.Since(start) > retryAfter {
+							close(stalled)
+							acancel()
+							return
+						}
+					}
+				}
+			}()
+			cl, clErr = agent.NewClient(actx, conn)
+			close(done)
+			if clErr == nil {
+				acancel() // it bounded only the handshake
+				return
+			}
 			conn.Close()
+			acancel()
+			select {
+			case <-stalled:
+				if hctx.Err() == nil {
+					continue
+				}
+			default:
+			}
+			return
 		}
 	}()
 	err := vm.wait(ctx, "waiting for the agent", ready, vm.agentDeadline)
