@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -52,7 +53,10 @@ var initRE = regexp.MustCompile(`BOOTTEST-INIT uptime=([0-9.]+)`)
 // The agent variants also report the guest memory in use when the agent
 // is ready (MemTotal - MemFree, 256 MiB guest). SUPERMACHINE_BENCH_CMDLINE
 // adds words to the kernel command line of every agent variant (say,
-// acpi=off, to measure what probing for absent ACPI tables costs).
+// acpi=off, to measure what probing for absent ACPI tables costs), and
+// SUPERMACHINE_BENCH_CONSOLE=DIR writes the console and /proc/meminfo of
+// each variant's last boot to DIR (with loglevel=8 initcall_debug in SUPERMACHINE_BENCH_CMDLINE,
+// its timestamps show where the boot time goes).
 func BenchmarkBoot(b *testing.B) {
 	for _, arch := range []string{"amd64", "arm64"} {
 		b.Run(arch+"/agent", func(b *testing.B) { benchAgentBoot(b, arch, "") })
@@ -113,6 +117,17 @@ func benchAgentBoot(b *testing.B, arch, kernelPath string, extraCmdline ...strin
 		}
 		mem = append(mem, used)
 		m := readyRE.FindStringSubmatch(g.VM.Console())
+		if d := os.Getenv("SUPERMACHINE_BENCH_CONSOLE"); d != "" && i == b.N-1 {
+			f := filepath.Join(d, strings.ReplaceAll(b.Name(), "/", "_"))
+			meminfo, err := g.Shell(bctx, "cat /proc/meminfo /proc/vmstat")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := errors.Join(os.WriteFile(f+".console", []byte(g.VM.Console()), 0o644),
+				os.WriteFile(f+".meminfo", []byte(meminfo), 0o644)); err != nil {
+				b.Fatal(err)
+			}
+		}
 		g.Close()
 		cancel()
 		if m == nil {
