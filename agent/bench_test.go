@@ -15,10 +15,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/supermachine-go/supermachine-kernel/agent"
+	"github.com/supermachine-go/supermachine-kernel/agent/server"
 )
 
 // BenchmarkExecTrue measures the round trip of running `true` through the
@@ -245,4 +247,76 @@ func BenchmarkBinarySize(b *testing.B) {
 		b.ReportMetric(sizes[2*i], arch+"-MiB")
 		b.ReportMetric(sizes[2*i+1], arch+"-xz-MiB")
 	}
+}
+
+// timingStarter starts processes like the server's default starter and
+// records when the fork began and ended and when the wait returned.
+type timingStarter struct {
+	mu                 sync.Mutex
+	forkStart, forkEnd time.Time
+	waitEnd            time.Time
+}
+
+func (s *timingStarter) StartProcess(path string, argv []string, attr *syscall.ProcAttr) (int, func() (syscall.WaitStatus, syscall.Rusage, error), error) {
+	t0 := time.Now()
+	pid, err := syscall.ForkExec(path, argv, attr)
+	t1 := time.Now()
+	s.mu.Lock()
+	s.forkStart, s.forkEnd = t0, t1
+	s.mu.Unlock()
+	if err != nil {
+		return 0, nil, err
+	}
+	return pid, func() (syscall.WaitStatus, syscall.Rusage, error) {
+		var ws syscall.WaitStatus
+		var ru syscall.Rusage
+		_, err := syscall.Wait4(pid, &ws, 0, &ru)
+		for err == syscall.EINTR {
+			_, err = syscall.Wait4(pid, &ws, 0, &ru)
+		}
+		s.mu.Lock()
+		s.waitEnd = time.Now()
+		s.mu.Unlock()
+		return ws, ru, err
+	}, nil
+}
+
+// BenchmarkExecTrueBreakdown splits the round trip of BenchmarkExecTrue
+// (in-process server) into its legs, as medians in microseconds:
+// request-us from Start to the server's fork (stream open, request,
+// decoding, user and PATH lookup), fork-us the fork and exec, started-us
+// from the fork to Start returning (the started answer), run-us from the
+// fork to the server's wait returning (the process runs and exits), and
+// exit-us from there to Wait returning (the exit frame).
+func BenchmarkExecTrueBreakdown(b *testing.B) {
+	st := &timingStarter{}
+	c := dial(b, startServer(b, server.Config{Starter: st}))
+	ctx := context.Background()
+	var req, fork, started, run, exit []float64
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
+	for b.Loop() {
+		cmd := c.Command(ctx, "true")
+		t0 := time.Now()
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := cmd.Wait(); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		st.mu.Lock()
+		req = append(req, us(st.forkStart.Sub(t0)))
+		fork = append(fork, us(st.forkEnd.Sub(st.forkStart)))
+		started = append(started, us(t1.Sub(st.forkEnd)))
+		run = append(run, us(st.waitEnd.Sub(st.forkEnd)))
+		exit = append(exit, us(t2.Sub(st.waitEnd)))
+		st.mu.Unlock()
+	}
+	med := func(v []float64) float64 { slices.Sort(v); return v[len(v)/2] }
+	b.ReportMetric(med(req), "request-us")
+	b.ReportMetric(med(fork), "fork-us")
+	b.ReportMetric(med(started), "started-us")
+	b.ReportMetric(med(run), "run-us")
+	b.ReportMetric(med(exit), "exit-us")
 }
