@@ -307,6 +307,14 @@ ls /run/cores`)
 				t.Errorf("32-bit static binary: %q", out)
 			}
 		})
+		t.Run("per-CPU areas in 4 KiB pages (built-in command line)", func(t *testing.T) {
+			// The kernel's own command line puts percpu_alloc=page before
+			// the VMM's; the per-CPU allocator says which way it went.
+			out := sh(t, "cat /proc/cmdline; dmesg | grep 'percpu:'")
+			if !strings.HasPrefix(out, "percpu_alloc=page ") || !strings.Contains(out, " 4K pages/cpu ") {
+				t.Errorf("per-CPU first chunk not in 4 KiB pages:\n%s", out)
+			}
+		})
 		t.Run("CPU vulnerability mitigations", func(t *testing.T) {
 			for _, f := range []string{"spectre_v1", "spectre_v2"} {
 				if !regexp.MustCompile(`(?m)^` + f + `: Mitigation`).MatchString(vulns) {
