@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,9 +44,10 @@ var initRE = regexp.MustCompile(`BOOTTEST-INIT uptime=([0-9.]+)`)
 //
 // The "agent-mitigations-off" variants boot with mitigations=off. With
 // SUPERMACHINE_COMPARE_KERNEL_AMD64 (or _ARM64) naming another kernel image
-// of that arch, "agent-compare" boots it with the same initramfs and root,
-// so two kernels are compared in one run; for the kernel of an earlier
-// commit:
+// of that arch, "agent-compare" boots it and the bundled kernel in turns,
+// with the same initramfs and root, so the two are compared under the same
+// load in one run (ready-p50-ratio is bundled / other); for the kernel of
+// an earlier commit:
 //
 //	git show c218b28:kernel-amd64/kernel.xz | xz -dc > /tmp/old-amd64
 //	SUPERMACHINE_COMPARE_KERNEL_AMD64=/tmp/old-amd64 go test -run '^$' -bench 'BenchmarkBoot/amd64/agent' -benchtime 10x ./internal/boottest/
@@ -84,9 +86,14 @@ func BenchmarkBoot(b *testing.B) {
 	})
 }
 
-// benchAgentBoot boots the agent guest of arch b.N times, with
-// kernelPath (default: the bundled kernel) and extra command-line words.
-func benchAgentBoot(b *testing.B, arch, kernelPath string, extraCmdline ...string) {
+// benchAgentBoot boots the agent guest of arch b.N times with the bundled
+// kernel, with extra command-line words. If compareKernel is set, each
+// iteration also boots that kernel image with the same initramfs and
+// root, the two in turns (which goes first alternates), so that both see
+// the same machine load; its figures are reported with a "compare-"
+// prefix, and the bundled kernel's median agent-ready uptime divided by
+// the other's as ready-p50-ratio.
+func benchAgentBoot(b *testing.B, arch, compareKernel string, extraCmdline ...string) {
 	needToolsB(b, arch)
 	ctx := context.Background()
 	dir := b.TempDir()
@@ -94,54 +101,83 @@ func benchAgentBoot(b *testing.B, arch, kernelPath string, extraCmdline ...strin
 	if err != nil {
 		b.Fatal(err)
 	}
-	if kernelPath != "" {
-		im.Kernel = kernelPath
+	kernels := []string{im.Kernel}
+	if compareKernel != "" {
+		kernels = append(kernels, compareKernel)
 	}
 	extraCmdline = append(extraCmdline, strings.Fields(os.Getenv("SUPERMACHINE_BENCH_CMDLINE"))...)
-	var ready, wall, mem []float64
+	ready := make([][]float64, len(kernels))
+	wall := make([][]float64, len(kernels))
+	mem := make([][]float64, len(kernels))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		bctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		g, err := Boot(bctx, im, dir, false, extraCmdline...)
-		if err != nil {
-			cancel()
-			b.Fatal(err)
+		for j := range kernels {
+			k := (i + j) % len(kernels)
+			im.Kernel = kernels[k]
+			r, w, m := agentBootOnce(b, im, dir, k, i == b.N-1, extraCmdline)
+			ready[k] = append(ready[k], r)
+			wall[k] = append(wall[k], w)
+			mem[k] = append(mem[k], m)
 		}
-		if err := g.Client.Command(bctx, "true").Run(); err != nil {
-			b.Fatal(err)
-		}
-		wall = append(wall, float64(time.Since(g.VM.Started()).Microseconds())/1000)
-		used, err := memUsedMiB(bctx, g)
-		if err != nil {
-			b.Fatal(err)
-		}
-		mem = append(mem, used)
-		m := readyRE.FindStringSubmatch(g.VM.Console())
-		if d := os.Getenv("SUPERMACHINE_BENCH_CONSOLE"); d != "" && i == b.N-1 {
-			f := filepath.Join(d, strings.ReplaceAll(b.Name(), "/", "_"))
-			meminfo, err := g.Shell(bctx, "cat /proc/meminfo /proc/vmstat")
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := errors.Join(os.WriteFile(f+".console", []byte(g.VM.Console()), 0o644),
-				os.WriteFile(f+".meminfo", []byte(meminfo), 0o644)); err != nil {
-				b.Fatal(err)
-			}
-		}
-		g.Close()
-		cancel()
-		if m == nil {
-			b.Fatalf("no ready line on the console:\n%s", g.VM.Console())
-		}
-		up, _ := strconv.ParseFloat(m[1], 64)
-		ready = append(ready, up*1000)
 	}
 	b.StopTimer()
-	report(b, "ready-uptime", ready)
-	report(b, "first-exec-wall", wall)
-	s := slices.Clone(mem)
+	for k := range kernels {
+		prefix := ""
+		if k > 0 {
+			prefix = "compare-"
+		}
+		report(b, prefix+"ready-uptime", ready[k])
+		report(b, prefix+"first-exec-wall", wall[k])
+		b.ReportMetric(median(mem[k]), prefix+"mem-used-MiB")
+	}
+	if len(kernels) > 1 {
+		b.ReportMetric(median(ready[0])/median(ready[1]), "ready-p50-ratio")
+	}
+}
+
+// agentBootOnce boots im once and returns the guest uptime when the agent
+// was ready and the host wall time to the first exec's answer (ms), and
+// the guest memory in use (MiB). With save set and
+// SUPERMACHINE_BENCH_CONSOLE naming a directory, it writes the console and
+// /proc/meminfo there, named after the benchmark and kernel index k.
+func agentBootOnce(b *testing.B, im *Images, dir string, k int, save bool, extraCmdline []string) (ready, wall, mem float64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	g, err := Boot(ctx, im, dir, false, extraCmdline...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.Close()
+	if err := g.Client.Command(ctx, "true").Run(); err != nil {
+		b.Fatal(err)
+	}
+	wall = float64(time.Since(g.VM.Started()).Microseconds()) / 1000
+	if mem, err = memUsedMiB(ctx, g); err != nil {
+		b.Fatal(err)
+	}
+	if d := os.Getenv("SUPERMACHINE_BENCH_CONSOLE"); d != "" && save {
+		f := filepath.Join(d, strings.ReplaceAll(b.Name(), "/", "_")+"-"+strconv.Itoa(k))
+		meminfo, err := g.Shell(ctx, "cat /proc/meminfo /proc/vmstat")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := errors.Join(os.WriteFile(f+".console", []byte(g.VM.Console()), 0o644),
+			os.WriteFile(f+".meminfo", []byte(meminfo), 0o644)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	m := readyRE.FindStringSubmatch(g.VM.Console())
+	if m == nil {
+		b.Fatalf("no ready line on the console:\n%s", g.VM.Console())
+	}
+	up, _ := strconv.ParseFloat(m[1], 64)
+	return math.Round(up * 1000), wall, mem
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
 	slices.Sort(s)
-	b.ReportMetric(s[len(s)/2], "mem-used-MiB")
+	return s[len(s)/2]
 }
 
 // memUsedMiB is MemTotal - MemFree of the guest, in MiB.
