@@ -13,13 +13,13 @@ const SourceDateEpoch = 1735689600
 // The kernel: bzImage, version 6.12.117.
 const (
 	// KernelSize is the decoded size of kernel.xz in bytes.
-	KernelSize = 7296000
+	KernelSize = 6448128
 	// KernelSHA256 is the SHA-256 of the decoded kernel, in hex.
-	KernelSHA256 = "08d3016050010e4faa67ae3d4b49a7bd6feeb2e6ddb7c9c74977f98f4b1ca04c"
+	KernelSHA256 = "b6b49b607da0a53f959d9698ad5383e7def565621f7c681fa3601efb98d187af"
 	// KernelXZSize is the size of kernel.xz as embedded.
-	KernelXZSize = 5736944
+	KernelXZSize = 5395872
 	// KernelXZSHA256 is the SHA-256 of kernel.xz as embedded, in hex.
-	KernelXZSHA256 = "3b2d79f1de5135b7c76c670f21a26c66d3ba61947023c38908a639b3e79dddf7"
+	KernelXZSHA256 = "d12db5102a3f1629a124d35537e79af5c8f728f5846a71487237b5b0e80c0baa"
 	// KernelVersion is the kernel release (uname -r).
 	KernelVersion = "6.12.117"
 	// KernelFormat is the file format.
@@ -31,15 +31,15 @@ const (
 	// KernelXZSettings are the xz(1) options kernel.xz was packed with (xz (XZ Utils) 5.4.1).
 	KernelXZSettings = "--format=xz --check=crc64 -T1 --lzma2=preset=9e,dict=8MiB"
 	// KernelConfigSHA256 is the SHA-256 of the kernel .config (kernel.config).
-	KernelConfigSHA256 = "1ba51c3bf4c72a8eec37f7be4baefb47d1f290af678eb89c2e529f0bede740e1"
+	KernelConfigSHA256 = "d87b6ffb0016d411ccc4737c643d3511d0ce386005d14dc2492617175420b349"
 )
 
 // The vmlinux: the kernel as an ELF (x86-64, PVH entry) image, from the LZ4 payload of the bzImage, decoded on demand (not embedded).
 const (
 	// VmlinuxSize is the length of the derived vmlinux in bytes.
-	VmlinuxSize = 21681764
+	VmlinuxSize = 19117288
 	// VmlinuxSHA256 is the SHA-256 of the derived vmlinux, in hex.
-	VmlinuxSHA256 = "e6f22b6c270ec3d47440f2bf6a95cb7916ec53a1d0a84818f72d3797a9ad3185"
+	VmlinuxSHA256 = "f88799c8927df6b3977f37760a7ce97bc0fbca71259e044da32cf8916d61e498"
 	// VmlinuxFormat is the file format.
 	VmlinuxFormat = "ELF (x86-64, PVH entry)"
 )

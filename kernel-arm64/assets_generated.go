@@ -13,13 +13,13 @@ const SourceDateEpoch = 1735689600
 // The kernel: Image, version 6.12.117.
 const (
 	// KernelSize is the decoded size of kernel.xz in bytes.
-	KernelSize = 11513864
+	KernelSize = 11382792
 	// KernelSHA256 is the SHA-256 of the decoded kernel, in hex.
-	KernelSHA256 = "1e1677859b9c430c163fc5ebd9c84aa45bee017189b165e02323b67b8f476634"
+	KernelSHA256 = "137191c67117db5e7bd3da746952567744efc7c4335491095adc7eb6289a4738"
 	// KernelXZSize is the size of kernel.xz as embedded.
-	KernelXZSize = 3678352
+	KernelXZSize = 3665888
 	// KernelXZSHA256 is the SHA-256 of kernel.xz as embedded, in hex.
-	KernelXZSHA256 = "c1930cab1805cb74e85b15c1ae50c5c1101853236dcea3515779f53c0690175c"
+	KernelXZSHA256 = "7ec7a72fd307c31a32ab65ebdc268aff370d8cd6a54a31f7cc2d8b6210251a8f"
 	// KernelVersion is the kernel release (uname -r).
 	KernelVersion = "6.12.117"
 	// KernelFormat is the file format.
@@ -31,7 +31,7 @@ const (
 	// KernelXZSettings are the xz(1) options kernel.xz was packed with (xz (XZ Utils) 5.4.1).
 	KernelXZSettings = "--format=xz --check=crc64 -T1 --lzma2=preset=9e,dict=16MiB"
 	// KernelConfigSHA256 is the SHA-256 of the kernel .config (kernel.config).
-	KernelConfigSHA256 = "059117ae3bfd9f9aa9d6081b68d6e38080009acd8fe0270ef0ede00976b2d6d4"
+	KernelConfigSHA256 = "e519c1a06b599618cb14bfe1f17a352251f5f08b902c455595853878d0cccb4d"
 )
 
 //go:embed kernel.xz

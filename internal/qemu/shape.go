@@ -104,9 +104,16 @@ func (s Shape) machine(arch string) (string, error) {
 // cmdline returns the kernel command line for c on arch, emulated or
 // not.
 func (c Config) cmdline(arch string, emulated bool) string {
+	var extra []string
+	if arch == "amd64" && (c.Shape == ShapeMMIO || c.Shape == ShapeFirecracker) {
+		// The microvm machines here have neither ACPI tables nor PCI:
+		// saying so spares the kernel the probes (and their error lines
+		// on the console) and about 0.1-0.2 s of an emulated boot.
+		extra = append(extra, "acpi=off", "pci=off")
+	}
 	return kernel.CommandLine(kernel.CommandLineOptions{
 		Arch: arch, Shape: c.Shape.KernelShape(), Emulated: emulated, Quiet: true,
-	}, c.Append...)
+	}, append(extra, c.Append...)...)
 }
 
 // consoleArgs returns the arguments that connect the guest's console to
