@@ -156,11 +156,11 @@ func (c Config) Args(accel string) (string, []string, error) {
 		a = append(a, "-accel", accel, "-cpu", "host")
 	case TCG:
 		if arch == "arm64" {
-			// The kernel signs return addresses with pointer
-			// authentication, and QEMU's default algorithm for it
-			// (QARMA5) is slow to emulate; its implementation-defined
-			// one halves the boot time under TCG. KVM and HVF guests
-			// use the CPU's own.
+			// User space may sign return addresses with pointer
+			// authentication (the kernel's own code does not), and
+			// QEMU's default algorithm for it (QARMA5) is slow to
+			// emulate; its implementation-defined one is cheap. KVM and
+			// HVF guests use the CPU's own.
 			a = append(a, "-accel", "tcg", "-cpu", "max,pauth-impdef=on")
 			break
 		}
