@@ -174,10 +174,15 @@ func agentBootOnce(b *testing.B, im *Images, dir string, k int, save bool, extra
 	return math.Round(up * 1000), wall, mem
 }
 
+// median is the middle value of v, or the mean of the two middle ones.
 func median(v []float64) float64 {
 	s := slices.Clone(v)
 	slices.Sort(s)
-	return s[len(s)/2]
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + m) / 2
+	}
+	return m
 }
 
 // memUsedMiB is MemTotal - MemFree of the guest, in MiB.
@@ -287,11 +292,7 @@ func report(b *testing.B, name string, ms []float64) {
 	}
 	s := slices.Clone(ms)
 	slices.Sort(s)
-	med := s[len(s)/2]
-	if len(s)%2 == 0 {
-		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
-	b.ReportMetric(med, name+"-p50-ms")
+	b.ReportMetric(median(s), name+"-p50-ms")
 	b.ReportMetric(s[len(s)-1]-s[0], name+"-spread-ms")
 	b.Logf("%s ms: %s", name, fmt.Sprint(s))
 }
