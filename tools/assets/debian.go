@@ -155,10 +155,16 @@ func agentVersion(root string) (string, error) {
 	return "", fmt.Errorf("%s: no `const AgentVersion = \"...\"` line", path)
 }
 
+// runCmd runs a command in dir with env added to the host's environment.
 func runCmd(ctx context.Context, dir string, env []string, name string, args ...string) error {
+	return runCmdEnv(ctx, dir, append(os.Environ(), env...), name, args...)
+}
+
+// runCmdEnv runs a command in dir in the environment env, the whole of it.
+func runCmdEnv(ctx context.Context, dir string, env []string, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = env
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))

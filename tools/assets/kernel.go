@@ -18,10 +18,13 @@ import (
 // kernelArch is what differs between the arches in a kernel build.
 type kernelArch struct {
 	makeArch, cross, image, format string
+	// storedPayload: the bzImage payload is made by tools/lz4stored, an
+	// LZ4 stream of literals only (see tools/kernel/POLICY.md).
+	storedPayload bool
 }
 
 var kernelArches = map[string]kernelArch{
-	"amd64": {makeArch: "x86_64", image: "arch/x86/boot/bzImage", format: "bzImage"},
+	"amd64": {makeArch: "x86_64", image: "arch/x86/boot/bzImage", format: "bzImage", storedPayload: true},
 	"arm64": {makeArch: "arm64", cross: "aarch64-linux-gnu-", image: "arch/arm64/boot/Image", format: "Image"},
 }
 
@@ -158,11 +161,12 @@ func (p *pipeline) buildKernel(ctx context.Context, arch string) (*built, error)
 	if ka.cross != "" {
 		base = append(base, "CROSS_COMPILE="+ka.cross)
 	}
+	base = append(base, hostToolVars...)
 	newCfg := filepath.Join(obj, ".config.supermachine")
-	cfgEnv := []string{"KCONFIG_CONFIG=" + newCfg, "KCONFIG_ALLCONFIG=" + frag}
+	cfgEnv := append(p.kernelEnv(), "KCONFIG_CONFIG="+newCfg, "KCONFIG_ALLCONFIG="+frag)
 	logf("%s kernel: configuring (allnoconfig + tools/kernel/common.config + tools/kernel/%s.config)", arch, arch)
 	for _, target := range []string{"allnoconfig", "olddefconfig"} {
-		if err := runCmd(ctx, "", cfgEnv, "make", append(append([]string{}, base...), "-s", target)...); err != nil {
+		if err := runCmdEnv(ctx, "", cfgEnv, "make", append(append([]string{}, base...), "-s", target)...); err != nil {
 			return nil, fmt.Errorf("make %s: %w", target, err)
 		}
 	}
@@ -173,6 +177,9 @@ func (p *pipeline) buildKernel(ctx context.Context, arch string) (*built, error)
 	if missing := missingOptions(fb.String(), string(cfg)); len(missing) > 0 {
 		return nil, fmt.Errorf("the kernel configuration lost %d wanted option(s); Kconfig drops options whose dependencies are missing:\n  %s",
 			len(missing), strings.Join(missing, "\n  "))
+	}
+	if err := checkHostProbes(string(cfg)); err != nil {
+		return nil, fmt.Errorf("%s kernel configuration: %w", arch, err)
 	}
 	if err := checkDockerConfig(string(cfg)); err != nil {
 		return nil, fmt.Errorf("%s kernel configuration: %w", arch, err)
@@ -189,8 +196,15 @@ func (p *pipeline) buildKernel(ctx context.Context, arch string) (*built, error)
 		jobs = runtime.NumCPU()
 	}
 	args := append(append([]string{}, base...), fmt.Sprintf("-j%d", jobs), filepath.Base(ka.image))
+	if ka.storedPayload {
+		tool, err := p.buildLZ4Stored(ctx)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "LZ4="+tool)
+	}
 	cc := ka.cross + "gcc"
-	env := p.reproducibleEnv()
+	env := p.kernelEnv()
 	if _, err := exec.LookPath("ccache"); err == nil && !p.opts.clean {
 		args = append(args, "CC=ccache "+cc)
 		env = append(env, "CCACHE_DIR="+filepath.Join(p.work, "ccache"))
@@ -213,7 +227,10 @@ func (p *pipeline) buildKernel(ctx context.Context, arch string) (*built, error)
 	if err := copyFile(filepath.Join(obj, ka.image), raw); err != nil {
 		return nil, err
 	}
-	gcc, _ := exec.CommandContext(ctx, cc, "-dumpfullversion").Output()
+	builder, err := toolchain(ctx, string(cfg), ka.cross+"ld")
+	if err != nil {
+		return nil, err
+	}
 	k := p.pins.Kernel
 	source := fmt.Sprintf("Debian %s %s (tarball sha256 %s)", k.DebianPackage, k.Version, k.TarballSHA256)
 	if p.opts.kernelTarball != "" {
@@ -225,24 +242,43 @@ func (p *pipeline) buildKernel(ctx context.Context, arch string) (*built, error)
 		version: strings.TrimSpace(string(release)),
 		source:  source,
 		format:  ka.format,
-		builder: cc + " " + strings.TrimSpace(string(gcc)),
+		builder: builder,
 		config:  filepath.Join(obj, ".config"),
 	}, nil
 }
 
-// reproducibleEnv fixes everything a kernel build would otherwise take
-// from the clock, the user or the host.
-func (p *pipeline) reproducibleEnv() []string {
+// kernelEnv is the whole environment of the kernel's make. Of the host's
+// environment only PATH and TMPDIR pass: a host's LLVM=1, CC, LD,
+// CROSS_COMPILE, KCFLAGS or MAKEFLAGS would change the kernel. The rest
+// fixes what the build would otherwise take from the clock, the user or
+// the host.
+func (p *pipeline) kernelEnv() []string {
+	var env []string
+	for _, name := range []string{"PATH", "TMPDIR"} {
+		if v, ok := os.LookupEnv(name); ok {
+			env = append(env, name+"="+v)
+		}
+	}
 	epoch := p.pins.SourceDateEpoch
-	return []string{
-		"KBUILD_BUILD_TIMESTAMP=" + time.Unix(epoch, 0).UTC().Format(time.UnixDate),
+	return append(env,
+		"KBUILD_BUILD_TIMESTAMP="+time.Unix(epoch, 0).UTC().Format(time.UnixDate),
 		"KBUILD_BUILD_USER=supermachine",
 		"KBUILD_BUILD_HOST=supermachine",
 		"KBUILD_BUILD_VERSION=1",
 		fmt.Sprintf("SOURCE_DATE_EPOCH=%d", epoch),
 		"LC_ALL=C",
 		"TZ=UTC",
+	)
+}
+
+// buildLZ4Stored builds tools/lz4stored, the bzImage payload's "compressor",
+// into the work directory and returns its path.
+func (p *pipeline) buildLZ4Stored(ctx context.Context) (string, error) {
+	tool := filepath.Join(p.work, "bin", "lz4stored")
+	if err := runCmd(ctx, p.root, []string{"CGO_ENABLED=0", "GOFLAGS="}, "go", "build", "-trimpath", "-o", tool, "./tools/lz4stored"); err != nil {
+		return "", err
 	}
+	return tool, nil
 }
 
 var optionLine = regexp.MustCompile(`^(CONFIG_[A-Za-z0-9_]+=.*|# CONFIG_[A-Za-z0-9_]+ is not set)$`)
@@ -272,8 +308,9 @@ func missingOptions(fragment, config string) []string {
 	return missing
 }
 
-// runLogged runs a long command with its output in a log file, printing a
-// progress line every 15 seconds and the log's tail when it fails.
+// runLogged runs a long command in the environment env (the whole of it)
+// with its output in a log file, printing a progress line every 15
+// seconds and the log's tail when it fails.
 func runLogged(ctx context.Context, logPath string, env []string, what, name string, args ...string) error {
 	f, err := os.Create(logPath)
 	if err != nil {
@@ -281,7 +318,7 @@ func runLogged(ctx context.Context, logPath string, env []string, what, name str
 	}
 	defer f.Close()
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = env
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	counted := make(chan int, 1)
