@@ -17,18 +17,21 @@ func TestCommandLine(t *testing.T) {
 		extra []string
 		want  string
 	}{
-		{O{Arch: "amd64"}, nil, "console=ttyS0 reboot=t panic=-1"},
-		{O{Arch: "arm64"}, nil, "console=ttyAMA0 panic=-1"},
-		{O{Arch: "amd64", Shape: kernel.ShapePCI}, nil, "console=ttyS0 reboot=t panic=-1"},
-		{O{Arch: "arm64", Shape: kernel.ShapePCI}, nil, "console=ttyAMA0 panic=-1"},
-		{O{Arch: "arm64", Shape: kernel.ShapeVirtioConsole}, nil, "console=hvc0 panic=-1"},
-		{O{Arch: "amd64", Shape: kernel.ShapeVirtioConsole}, nil, "console=hvc0 reboot=t panic=-1"},
-		{O{Arch: "arm64", Console: "ttyS0"}, nil, "console=ttyS0 panic=-1"},
-		{O{Arch: "amd64", Emulated: true, TSCKHz: 2100000, Quiet: true}, []string{"supermachine.debug=1"},
-			"console=ttyS0 reboot=t tsc_early_khz=2100000 noapictimer tsc=reliable panic=-1 quiet supermachine.debug=1"},
+		{O{Arch: "amd64"}, nil, "console=ttyS0 reboot=t panic=-1 quiet dummy.numdummies=0"},
+		{O{Arch: "arm64"}, nil, "console=ttyAMA0 panic=-1 quiet dummy.numdummies=0"},
+		{O{Arch: "amd64", Shape: kernel.ShapePCI}, nil, "console=ttyS0 reboot=t panic=-1 quiet dummy.numdummies=0"},
+		{O{Arch: "arm64", Shape: kernel.ShapePCI}, nil, "console=ttyAMA0 panic=-1 quiet dummy.numdummies=0"},
+		{O{Arch: "arm64", Shape: kernel.ShapeVirtioConsole}, nil, "console=hvc0 panic=-1 quiet dummy.numdummies=0"},
+		{O{Arch: "amd64", Shape: kernel.ShapeVirtioConsole}, nil, "console=hvc0 reboot=t panic=-1 quiet dummy.numdummies=0"},
+		{O{Arch: "arm64", Console: "ttyS0"}, nil, "console=ttyS0 panic=-1 quiet dummy.numdummies=0"},
+		{O{Arch: "amd64", Emulated: true, TSCKHz: 2100000}, []string{"supermachine.debug=1"},
+			"console=ttyS0 reboot=t tsc_early_khz=2100000 noapictimer tsc=reliable panic=-1 quiet dummy.numdummies=0 supermachine.debug=1"},
+		// Verbose leaves quiet out; the user's words come last and win.
+		{O{Arch: "arm64", Verbose: true}, []string{"dummy.numdummies=1"},
+			"console=ttyAMA0 panic=-1 dummy.numdummies=0 dummy.numdummies=1"},
 		// Emulation changes nothing on arm64: its generic timer needs no
 		// calibration.
-		{O{Arch: "arm64", Emulated: true, TSCKHz: 2100000}, nil, "console=ttyAMA0 panic=-1"},
+		{O{Arch: "arm64", Emulated: true, TSCKHz: 2100000}, nil, "console=ttyAMA0 panic=-1 quiet dummy.numdummies=0"},
 	} {
 		if got := kernel.CommandLine(c.o, c.extra...); got != c.want {
 			t.Errorf("CommandLine(%+v, %q) = %q, want %q", c.o, c.extra, got, c.want)

@@ -119,13 +119,13 @@ func ExampleVirtioMMIODevice() {
 func ExampleCommandLine() {
 	// An arm64 guest on Apple's Virtualization.framework: virtio-pci
 	// devices, the console on hvc0.
-	fmt.Println(kernel.CommandLine(kernel.CommandLineOptions{Arch: "arm64", Shape: kernel.ShapeVirtioConsole, Quiet: true},
+	fmt.Println(kernel.CommandLine(kernel.CommandLineOptions{Arch: "arm64", Shape: kernel.ShapeVirtioConsole},
 		"supermachine.vsock_port=1024"))
 	// An x86-64 guest under QEMU software emulation, MMIO devices.
 	fmt.Println(kernel.CommandLine(kernel.CommandLineOptions{Arch: "amd64", Emulated: true, TSCKHz: 3000000}))
 	// Output:
-	// console=hvc0 panic=-1 quiet supermachine.vsock_port=1024
-	// console=ttyS0 reboot=t tsc_early_khz=3000000 noapictimer tsc=reliable panic=-1
+	// console=hvc0 panic=-1 quiet dummy.numdummies=0 supermachine.vsock_port=1024
+	// console=ttyS0 reboot=t tsc_early_khz=3000000 noapictimer tsc=reliable panic=-1 quiet dummy.numdummies=0
 }
 
 // The kernel file to hand a VMM that loads an uncompressed kernel, such as

@@ -160,8 +160,11 @@ func (c Config) Args(accel string) (string, []string, error) {
 			// authentication (the kernel's own code does not), and
 			// QEMU's default algorithm for it (QARMA5) is slow to
 			// emulate; its implementation-defined one is cheap. KVM and
-			// HVF guests use the CPU's own.
-			a = append(a, "-accel", "tcg", "-cpu", "max,pauth-impdef=on")
+			// HVF guests use the CPU's own. No SVE: emulating it costs
+			// about a tenth of an arm64 boot (the kernel saves and sizes
+			// the vector state), an emulation cost only; ExtraArgs
+			// "-cpu", "max,pauth-impdef=on" asks for it back.
+			a = append(a, "-accel", "tcg", "-cpu", "max,pauth-impdef=on,sve=off")
 			break
 		}
 		a = append(a, "-accel", "tcg", "-cpu", "max")

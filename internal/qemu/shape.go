@@ -112,7 +112,7 @@ func (c Config) cmdline(arch string, emulated bool) string {
 		extra = append(extra, "acpi=off", "pci=off")
 	}
 	return kernel.CommandLine(kernel.CommandLineOptions{
-		Arch: arch, Shape: c.Shape.KernelShape(), Emulated: emulated, Quiet: true,
+		Arch: arch, Shape: c.Shape.KernelShape(), Emulated: emulated,
 	}, append(extra, c.Append...)...)
 }
 

@@ -95,9 +95,9 @@ func TestShapeArgs(t *testing.T) {
 			}
 			cl := after(a, "-append")
 			// microvm has no ACPI tables and no PCI: the kernel is told.
-			suffix := " quiet x=1"
+			suffix := " quiet dummy.numdummies=0 x=1"
 			if c.arch == "amd64" && !c.shape.pci() {
-				suffix = " quiet acpi=off pci=off x=1"
+				suffix = " quiet dummy.numdummies=0 acpi=off pci=off x=1"
 			}
 			if !strings.HasPrefix(cl, c.cmdline) || !strings.HasSuffix(cl, suffix) {
 				t.Errorf("-append %q, want %q...%s", cl, c.cmdline, suffix)
