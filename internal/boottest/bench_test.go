@@ -14,22 +14,32 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/cavaliergopher/cpio"
 
 	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
+	"github.com/supermachine-go/supermachine-kernel/kernel"
 )
 
-// AnchorEnv names a Debian cloud kernel (vmlinuz) to boot as the anchor of
-// BenchmarkBoot. Get one with
+// AnchorEnv, with the arch appended (SUPERMACHINE_ANCHOR_KERNEL_AMD64,
+// SUPERMACHINE_ANCHOR_KERNEL_ARM64), names a Debian cloud kernel (vmlinuz)
+// to boot as the anchor of BenchmarkBoot. Get them with
 //
-//	apt-get download linux-image-6.12.117+deb12-cloud-amd64-unsigned
-//	dpkg-deb -x linux-image-*.deb anchor && export SUPERMACHINE_ANCHOR_KERNEL=$PWD/anchor/boot/vmlinuz-*
+//	dpkg --add-architecture arm64 && apt-get update
+//	apt-get download linux-image-6.12.117+deb12-cloud-amd64-unsigned linux-image-6.12.117+deb12-cloud-arm64-unsigned:arm64
+//	for d in linux-image-*.deb; do dpkg-deb -x $d anchor; done
+//	export SUPERMACHINE_ANCHOR_KERNEL_AMD64=$PWD/anchor/boot/vmlinuz-6.12.117+deb12-cloud-amd64
+//	export SUPERMACHINE_ANCHOR_KERNEL_ARM64=$PWD/anchor/boot/vmlinuz-6.12.117+deb12-cloud-arm64
 //
-// Without it, /boot/vmlinuz-*-cloud-amd64 is used if present.
+// Without it, /boot/vmlinuz-*-cloud-<arch> is used if present.
 const AnchorEnv = "SUPERMACHINE_ANCHOR_KERNEL"
+
+// reservedRE finds the kernel's reserved memory in its boot line
+// "Memory: 218000K/262144K available (…, 37000K reserved, 0K cma-reserved)".
+var reservedRE = regexp.MustCompile(`Memory: \d+K/\d+K available \(.*?(\d+)K reserved`)
 
 var readyRE = regexp.MustCompile(`supermachine-agent \S+ ready .*uptime=([0-9.]+)s`)
 var initRE = regexp.MustCompile(`BOOTTEST-INIT uptime=([0-9.]+)`)
@@ -38,9 +48,13 @@ var initRE = regexp.MustCompile(`BOOTTEST-INIT uptime=([0-9.]+)`)
 // reports the guest uptime when the agent is ready and the host wall time
 // from starting QEMU to the reply of the first exec, as median and spread
 // (max - min). The root image is zstd-compressed squashfs (the first exec
-// reads busybox from it). The "init" variants boot to a busybox /init that prints its
-// uptime and ends the guest: the same measurement for the bundled kernel
-// and for Debian's cloud kernel, the anchor.
+// reads busybox from it). The "init" variants boot to a busybox /init
+// that prints its uptime and ends the guest; "init-debian-cloud" boots the
+// bundled kernel and Debian's cloud kernel, the anchor (see AnchorEnv), in
+// turns on the same QEMU machine and CPU model and reports their ratio
+// (init-p50-ratio, bundled / anchor). Uptime starts when the kernel's
+// clock does, after a bzImage has decompressed itself: init-wall is the
+// host time from starting QEMU to the /init's line on the console.
 //
 // The "agent-mitigations-off" variants boot with mitigations=off. With
 // SUPERMACHINE_COMPARE_KERNEL_AMD64 (or _ARM64) naming another kernel image
@@ -52,8 +66,11 @@ var initRE = regexp.MustCompile(`BOOTTEST-INIT uptime=([0-9.]+)`)
 //	git show c218b28:kernel-amd64/kernel.xz | xz -dc > /tmp/old-amd64
 //	SUPERMACHINE_COMPARE_KERNEL_AMD64=/tmp/old-amd64 go test -run '^$' -bench 'BenchmarkBoot/amd64/agent' -benchtime 10x ./internal/boottest/
 //
-// The agent variants also report the guest memory in use when the agent
-// is ready (MemTotal - MemFree, 256 MiB guest). SUPERMACHINE_BENCH_CMDLINE
+// The agent variants also report the guest memory when the agent is ready
+// (256 MiB guest): in use (MemTotal - MemFree), available (MemAvailable),
+// and what the kernel reserved at boot (its image, page tables and early
+// allocations, which MemTotal leaves out; from the boot log's "Memory:"
+// line). SUPERMACHINE_BENCH_CMDLINE
 // adds words to the kernel command line of every agent variant (say,
 // acpi=off, to measure what probing for absent ACPI tables costs), and
 // SUPERMACHINE_BENCH_CONSOLE=DIR writes the console and /proc/meminfo of
@@ -72,18 +89,21 @@ func BenchmarkBoot(b *testing.B) {
 			benchAgentBoot(b, arch, k)
 		})
 	}
-	b.Run("amd64/init", func(b *testing.B) { benchInitBoot(b, "amd64", "") })
-	b.Run("amd64/init-debian-cloud", func(b *testing.B) {
-		k := os.Getenv(AnchorEnv)
-		if k == "" {
-			m, _ := filepath.Glob("/boot/vmlinuz-*-cloud-amd64")
-			if len(m) == 0 {
-				b.Skipf("no anchor kernel: set %s (see its doc comment)", AnchorEnv)
+	for _, arch := range []string{"amd64", "arm64"} {
+		b.Run(arch+"/init", func(b *testing.B) { benchInitBoot(b, arch, "") })
+		b.Run(arch+"/init-debian-cloud", func(b *testing.B) {
+			env := AnchorEnv + "_" + strings.ToUpper(arch)
+			k := os.Getenv(env)
+			if k == "" {
+				m, _ := filepath.Glob("/boot/vmlinuz-*-cloud-" + arch)
+				if len(m) == 0 {
+					b.Skipf("no anchor kernel: set %s (see AnchorEnv)", env)
+				}
+				k = m[len(m)-1]
 			}
-			k = m[len(m)-1]
-		}
-		benchInitBoot(b, "amd64", k)
-	})
+			benchInitBoot(b, arch, k)
+		})
+	}
 }
 
 // benchAgentBoot boots the agent guest of arch b.N times with the bundled
@@ -108,7 +128,7 @@ func benchAgentBoot(b *testing.B, arch, compareKernel string, extraCmdline ...st
 	extraCmdline = append(extraCmdline, strings.Fields(os.Getenv("SUPERMACHINE_BENCH_CMDLINE"))...)
 	ready := make([][]float64, len(kernels))
 	wall := make([][]float64, len(kernels))
-	mem := make([][]float64, len(kernels))
+	mem := make([][]guestMemory, len(kernels))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for j := range kernels {
@@ -128,7 +148,13 @@ func benchAgentBoot(b *testing.B, arch, compareKernel string, extraCmdline ...st
 		}
 		report(b, prefix+"ready-uptime", ready[k])
 		report(b, prefix+"first-exec-wall", wall[k])
-		b.ReportMetric(median(mem[k]), prefix+"mem-used-MiB")
+		var used, avail, reserved []float64
+		for _, m := range mem[k] {
+			used, avail, reserved = append(used, m.usedMiB), append(avail, m.availableMiB), append(reserved, m.reservedMiB)
+		}
+		b.ReportMetric(median(used), prefix+"mem-used-MiB")
+		b.ReportMetric(median(avail), prefix+"mem-available-MiB")
+		b.ReportMetric(median(reserved), prefix+"kernel-reserved-MiB")
 	}
 	if len(kernels) > 1 {
 		b.ReportMetric(median(ready[0])/median(ready[1]), "ready-p50-ratio")
@@ -137,10 +163,10 @@ func benchAgentBoot(b *testing.B, arch, compareKernel string, extraCmdline ...st
 
 // agentBootOnce boots im once and returns the guest uptime when the agent
 // was ready and the host wall time to the first exec's answer (ms), and
-// the guest memory in use (MiB). With save set and
+// the guest's memory. With save set and
 // SUPERMACHINE_BENCH_CONSOLE naming a directory, it writes the console and
 // /proc/meminfo there, named after the benchmark and kernel index k.
-func agentBootOnce(b *testing.B, im *Images, dir string, k int, save bool, extraCmdline []string) (ready, wall, mem float64) {
+func agentBootOnce(b *testing.B, im *Images, dir string, k int, save bool, extraCmdline []string) (ready, wall float64, mem guestMemory) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	g, err := Boot(ctx, im, dir, false, extraCmdline...)
@@ -152,7 +178,7 @@ func agentBootOnce(b *testing.B, im *Images, dir string, k int, save bool, extra
 		b.Fatal(err)
 	}
 	wall = float64(time.Since(g.VM.Started()).Microseconds()) / 1000
-	if mem, err = memUsedMiB(ctx, g); err != nil {
+	if mem, err = readGuestMemory(ctx, g); err != nil {
 		b.Fatal(err)
 	}
 	if d := os.Getenv("SUPERMACHINE_BENCH_CONSOLE"); d != "" && save {
@@ -185,11 +211,19 @@ func median(v []float64) float64 {
 	return m
 }
 
-// memUsedMiB is MemTotal - MemFree of the guest, in MiB.
-func memUsedMiB(ctx context.Context, g *Guest) (float64, error) {
-	out, err := g.Shell(ctx, "cat /proc/meminfo")
+// guestMemory is what a guest says of its memory, in MiB.
+type guestMemory struct {
+	usedMiB      float64 // MemTotal - MemFree
+	availableMiB float64 // MemAvailable
+	reservedMiB  float64 // reserved at boot, from the "Memory:" line
+}
+
+// readGuestMemory reads the guest's /proc/meminfo and the boot log's
+// "Memory:" line (dmesg keeps it under quiet too).
+func readGuestMemory(ctx context.Context, g *Guest) (guestMemory, error) {
+	out, err := g.Shell(ctx, "cat /proc/meminfo; dmesg | grep 'Memory: '")
 	if err != nil {
-		return 0, err
+		return guestMemory{}, err
 	}
 	kb := map[string]float64{}
 	for _, l := range strings.Split(out, "\n") {
@@ -199,15 +233,26 @@ func memUsedMiB(ctx context.Context, g *Guest) (float64, error) {
 			kb[strings.TrimSuffix(f[0], ":")] = v
 		}
 	}
-	if kb["MemTotal"] == 0 {
-		return 0, fmt.Errorf("no MemTotal in /proc/meminfo: %q", out)
+	if kb["MemTotal"] == 0 || kb["MemAvailable"] == 0 {
+		return guestMemory{}, fmt.Errorf("no MemTotal or MemAvailable in /proc/meminfo: %q", out)
 	}
-	return (kb["MemTotal"] - kb["MemFree"]) / 1024, nil
+	m := reservedRE.FindStringSubmatch(out)
+	if m == nil {
+		return guestMemory{}, fmt.Errorf("no \"Memory: …K reserved\" line in the guest's dmesg: %q", out)
+	}
+	reserved, _ := strconv.ParseFloat(m[1], 64)
+	return guestMemory{
+		usedMiB:      (kb["MemTotal"] - kb["MemFree"]) / 1024,
+		availableMiB: kb["MemAvailable"] / 1024,
+		reservedMiB:  reserved / 1024,
+	}, nil
 }
 
-// benchInitBoot boots kernel (default: the bundled one of arch) into a
-// busybox-only initramfs whose /init prints the uptime and ends the guest.
-func benchInitBoot(b *testing.B, arch, kernelPath string) {
+// benchInitBoot boots the bundled kernel of arch into a busybox-only
+// initramfs whose /init prints the uptime and ends the guest. With
+// anchorKernel set it boots that kernel image too, the two in turns (which
+// goes first alternates), and reports the ratio of their median uptimes.
+func benchInitBoot(b *testing.B, arch, anchorKernel string) {
 	needToolsB(b, arch)
 	ctx := context.Background()
 	dir := b.TempDir()
@@ -215,35 +260,109 @@ func benchInitBoot(b *testing.B, arch, kernelPath string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if kernelPath == "" {
-		kernelPath = im.Kernel
-	}
 	initrd := filepath.Join(dir, "busybox-init.cpio.gz")
 	if err := writeUptimeInitramfs(initrd, im.Busybox); err != nil {
 		b.Fatal(err)
 	}
-	var up, wall []float64
+	kernels := []string{im.Kernel}
+	if anchorKernel != "" {
+		kernels = append(kernels, anchorKernel)
+	}
+	up := make([][]float64, len(kernels))
+	wall := make([][]float64, len(kernels))
+	emulated := false
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		bctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		vm, err := qemu.Start(bctx, qemu.Config{Arch: arch, Kernel: kernelPath, Initrd: initrd})
-		if err != nil {
-			cancel()
-			b.Fatal(err)
+		for j := range kernels {
+			k := (i + j) % len(kernels)
+			cfg := qemu.Config{Arch: arch, Kernel: kernels[k], Initrd: initrd}
+			if k > 0 {
+				cfg.Cmdline = anchorCmdline(arch, emulated)
+			}
+			u, w, accel := initBootOnce(b, cfg)
+			if k == 0 {
+				emulated = accel == qemu.TCG
+			}
+			up[k] = append(up[k], u)
+			wall[k] = append(wall[k], w)
 		}
-		err = vm.Wait(bctx)
-		wall = append(wall, float64(time.Since(vm.Started()).Microseconds())/1000)
-		cancel()
-		m := initRE.FindStringSubmatch(vm.Console())
-		if m == nil {
-			b.Fatalf("no uptime line (err %v):\n%s", err, vm.Console())
-		}
-		u, _ := strconv.ParseFloat(m[1], 64)
-		up = append(up, u*1000)
 	}
 	b.StopTimer()
-	report(b, "init-uptime", up)
-	report(b, "exit-wall", wall)
+	report(b, "init-uptime", up[0])
+	report(b, "init-wall", wall[0])
+	if len(kernels) > 1 {
+		report(b, "anchor-init-uptime", up[1])
+		report(b, "anchor-init-wall", wall[1])
+		b.ReportMetric(median(up[0])/median(up[1]), "init-p50-ratio")
+		b.ReportMetric(median(wall[0])/median(wall[1]), "init-wall-p50-ratio")
+	}
+}
+
+// anchorCmdline is the command line the anchor kernel boots with: what
+// the bundled kernel gets on the same machine, but without pci=off on the
+// x86-64 microvm, where Debian's kernel stops at "PCI: Fatal" with it.
+// emulated comes from the bundled kernel's boot, which goes first in the
+// first round.
+func anchorCmdline(arch string, emulated bool) string {
+	var extra []string
+	if arch == "amd64" {
+		extra = append(extra, "acpi=off")
+	}
+	return kernel.CommandLine(kernel.CommandLineOptions{Arch: arch, Emulated: emulated}, extra...)
+}
+
+// initBootOnce boots cfg to the uptime /init and returns the guest uptime
+// the /init printed and the host time from starting QEMU to that line
+// (ms), and the accelerator QEMU used.
+func initBootOnce(b *testing.B, cfg qemu.Config) (up, wall float64, accel string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	line := &lineTimer{marker: []byte("BOOTTEST-INIT uptime=")}
+	cfg.Console = line
+	vm, err := qemu.Start(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	err = vm.Wait(ctx)
+	m := initRE.FindStringSubmatch(vm.Console())
+	seen := line.seenAt()
+	if m == nil || seen.IsZero() {
+		b.Fatalf("%s: no uptime line (err %v):\n%s", cfg.Kernel, err, vm.Console())
+	}
+	u, _ := strconv.ParseFloat(m[1], 64)
+	return u * 1000, float64(seen.Sub(vm.Started()).Microseconds()) / 1000, vm.Accel()
+}
+
+// lineTimer is a console writer that notes when marker first appears.
+type lineTimer struct {
+	marker []byte
+	mu     sync.Mutex
+	tail   []byte
+	at     time.Time
+}
+
+func (l *lineTimer) Write(p []byte) (int, error) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.at.IsZero() {
+		// Keep just enough of the earlier output to find a marker
+		// split across writes.
+		l.tail = append(l.tail, p...)
+		if bytes.Contains(l.tail, l.marker) {
+			l.at = now
+		}
+		if n := len(l.marker); len(l.tail) > n {
+			l.tail = l.tail[len(l.tail)-n:]
+		}
+	}
+	return len(p), nil
+}
+
+func (l *lineTimer) seenAt() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.at
 }
 
 // writeUptimeInitramfs writes a busybox initramfs whose /init prints the

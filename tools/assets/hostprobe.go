@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -35,13 +36,18 @@ var chosenProbes = map[string]string{
 	"CONFIG_LD_IS_BFD":          "y",
 }
 
-// probePrefixes name the options that come from host tools other than GCC
-// and binutils (rustc, bindgen, pahole, clang, lld). Any such option set
-// to something chosenProbes does not choose is a leak.
-var probePrefixes = []string{
-	"CONFIG_RUST", "CONFIG_BINDGEN", "CONFIG_PAHOLE", "CONFIG_CLANG", "CONFIG_LLD",
-	"CONFIG_CC_IS_CLANG", "CONFIG_AS_IS_LLVM", "CONFIG_LD_IS_LLD",
-}
+// unchosenProbes are the options Kconfig sets only when a host tool the
+// kernels do not use is there (rustc, bindgen, pahole, clang, lld), or
+// when its version passes some mark: each must stay unset. Options whose
+// names start with one of probePrefixes are such marks too.
+var (
+	unchosenProbes = []string{
+		"CONFIG_RUST", "CONFIG_RUST_IS_AVAILABLE", "CONFIG_RUSTC_VERSION_TEXT", "CONFIG_BINDGEN_VERSION_TEXT",
+		"CONFIG_HAVE_CFI_ICALL_NORMALIZE_INTEGERS_RUSTC",
+		"CONFIG_CC_IS_CLANG", "CONFIG_AS_IS_LLVM", "CONFIG_LD_IS_LLD",
+	}
+	probePrefixes = []string{"CONFIG_RUSTC_HAS_", "CONFIG_PAHOLE_HAS_"}
+)
 
 // checkHostProbes fails, naming each option, if a kernel .config carries a
 // value taken from a host tool that the pipeline did not choose.
@@ -57,14 +63,15 @@ func checkHostProbes(config string) error {
 		}
 	}
 	for name, got := range values {
-		if _, chosen := chosenProbes[name]; chosen || got == "n" {
+		if got == "n" {
 			continue
 		}
+		leak := slices.Contains(unchosenProbes, name)
 		for _, p := range probePrefixes {
-			if strings.HasPrefix(name, p) {
-				leaks = append(leaks, fmt.Sprintf("%s=%s (from a host tool the pipeline does not use)", name, got))
-				break
-			}
+			leak = leak || strings.HasPrefix(name, p)
+		}
+		if leak {
+			leaks = append(leaks, fmt.Sprintf("%s=%s (from a host tool the pipeline does not use)", name, got))
 		}
 	}
 	if len(leaks) > 0 {
