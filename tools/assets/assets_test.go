@@ -123,9 +123,12 @@ func TestPick(t *testing.T) {
 
 func TestXZSettingsCoverFile(t *testing.T) {
 	for size, want := range map[int64]string{1000: "dict=1MiB", 5 << 20: "dict=8MiB", 8 << 20: "dict=8MiB", 8<<20 + 1: "dict=16MiB"} {
-		if s := xzSettings(size); !strings.Contains(s, want) || !strings.Contains(s, "-T1") {
+		if s := xzSettings(size, false); !strings.Contains(s, want) || !strings.Contains(s, "-T1") || strings.Contains(s, "lp=") {
 			t.Errorf("xzSettings(%d) = %q, want %s", size, s, want)
 		}
+	}
+	if s := xzSettings(1000, true); !strings.HasSuffix(s, "dict=1MiB,lc=2,lp=2") {
+		t.Errorf("xzSettings(1000, aligned) = %q, want literal contexts aligned to 4 bytes", s)
 	}
 }
 
