@@ -13,13 +13,13 @@ const SourceDateEpoch = 1735689600
 // The kernel: bzImage, version 6.12.117.
 const (
 	// KernelSize is the decoded size of kernel.xz in bytes.
-	KernelSize = 6448128
+	KernelSize = 19366912
 	// KernelSHA256 is the SHA-256 of the decoded kernel, in hex.
-	KernelSHA256 = "b6b49b607da0a53f959d9698ad5383e7def565621f7c681fa3601efb98d187af"
+	KernelSHA256 = "739734da2419882f859e6e672dd098f2db1487ccf2b289ce08be470812d42189"
 	// KernelXZSize is the size of kernel.xz as embedded.
-	KernelXZSize = 5395872
+	KernelXZSize = 4539668
 	// KernelXZSHA256 is the SHA-256 of kernel.xz as embedded, in hex.
-	KernelXZSHA256 = "d12db5102a3f1629a124d35537e79af5c8f728f5846a71487237b5b0e80c0baa"
+	KernelXZSHA256 = "41bdd6d991010d04ab0832fad35bf3f3b59202539537e6a41e0c385c4d0b2d4d"
 	// KernelVersion is the kernel release (uname -r).
 	KernelVersion = "6.12.117"
 	// KernelFormat is the file format.
@@ -27,19 +27,19 @@ const (
 	// KernelSource says what the kernel was built from.
 	KernelSource = "Debian linux-source-6.12 6.12.117-1~deb12u1 (tarball sha256 585a4a074597aefa2b1a68ada83a3184ba351c127544dea80618bbcceaa3961f)"
 	// KernelBuilder is the compiler or distribution that made it.
-	KernelBuilder = "gcc 12.2.0"
+	KernelBuilder = "gcc (Debian 12.2.0-14+deb12u1) 12.2.0; GNU ld (GNU Binutils for Debian) 2.40"
 	// KernelXZSettings are the xz(1) options kernel.xz was packed with (xz (XZ Utils) 5.4.1).
-	KernelXZSettings = "--format=xz --check=crc64 -T1 --lzma2=preset=9e,dict=8MiB"
+	KernelXZSettings = "--format=xz --check=crc64 -T1 --lzma2=preset=9e,dict=32MiB"
 	// KernelConfigSHA256 is the SHA-256 of the kernel .config (kernel.config).
-	KernelConfigSHA256 = "d87b6ffb0016d411ccc4737c643d3511d0ce386005d14dc2492617175420b349"
+	KernelConfigSHA256 = "e1203bef2e01a21b4b5b1ecad02672e32cf2c65f5948292ffa2a09a568877f34"
 )
 
 // The vmlinux: the kernel as an ELF (x86-64, PVH entry) image, from the LZ4 payload of the bzImage, decoded on demand (not embedded).
 const (
 	// VmlinuxSize is the length of the derived vmlinux in bytes.
-	VmlinuxSize = 19117288
+	VmlinuxSize = 19243088
 	// VmlinuxSHA256 is the SHA-256 of the derived vmlinux, in hex.
-	VmlinuxSHA256 = "f88799c8927df6b3977f37760a7ce97bc0fbca71259e044da32cf8916d61e498"
+	VmlinuxSHA256 = "dbf7a41fc1a0a91d60c67093cb932d96a08bf0e16d4140ef73466fbeda621f65"
 	// VmlinuxFormat is the file format.
 	VmlinuxFormat = "ELF (x86-64, PVH entry)"
 )

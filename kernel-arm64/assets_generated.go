@@ -13,13 +13,13 @@ const SourceDateEpoch = 1735689600
 // The kernel: Image, version 6.12.117.
 const (
 	// KernelSize is the decoded size of kernel.xz in bytes.
-	KernelSize = 11382792
+	KernelSize = 11358216
 	// KernelSHA256 is the SHA-256 of the decoded kernel, in hex.
-	KernelSHA256 = "137191c67117db5e7bd3da746952567744efc7c4335491095adc7eb6289a4738"
+	KernelSHA256 = "214410eb9fe1e2920bbc88e9c30a9e444411c1ee321ba349741e7caece152bf7"
 	// KernelXZSize is the size of kernel.xz as embedded.
-	KernelXZSize = 3665888
+	KernelXZSize = 3612232
 	// KernelXZSHA256 is the SHA-256 of kernel.xz as embedded, in hex.
-	KernelXZSHA256 = "7ec7a72fd307c31a32ab65ebdc268aff370d8cd6a54a31f7cc2d8b6210251a8f"
+	KernelXZSHA256 = "975c3b301dfc54c641a94773df7b3b5bb86295ff7e7f03b5c3bcda3db67d94d2"
 	// KernelVersion is the kernel release (uname -r).
 	KernelVersion = "6.12.117"
 	// KernelFormat is the file format.
@@ -27,11 +27,11 @@ const (
 	// KernelSource says what the kernel was built from.
 	KernelSource = "Debian linux-source-6.12 6.12.117-1~deb12u1 (tarball sha256 585a4a074597aefa2b1a68ada83a3184ba351c127544dea80618bbcceaa3961f)"
 	// KernelBuilder is the compiler or distribution that made it.
-	KernelBuilder = "aarch64-linux-gnu-gcc 12.2.0"
+	KernelBuilder = "aarch64-linux-gnu-gcc (Debian 12.2.0-14) 12.2.0; GNU ld (GNU Binutils for Debian) 2.40"
 	// KernelXZSettings are the xz(1) options kernel.xz was packed with (xz (XZ Utils) 5.4.1).
-	KernelXZSettings = "--format=xz --check=crc64 -T1 --lzma2=preset=9e,dict=16MiB"
+	KernelXZSettings = "--format=xz --check=crc64 -T1 --lzma2=preset=9e,dict=16MiB,lc=2,lp=2"
 	// KernelConfigSHA256 is the SHA-256 of the kernel .config (kernel.config).
-	KernelConfigSHA256 = "e519c1a06b599618cb14bfe1f17a352251f5f08b902c455595853878d0cccb4d"
+	KernelConfigSHA256 = "05ed91eb97ffaf0ea5ff2a61925fc7f25a3e6f05949e197da51026d4753b0074"
 )
 
 //go:embed kernel.xz
