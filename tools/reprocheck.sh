@@ -33,7 +33,7 @@ bare=${bare%:}
 # configs DIR PATH: the .config of both arches as the pipeline makes them,
 # into DIR/<arch>.config, by configuring without building.
 configs() {
-	local out=$1 path=$2 src=build/linux-source-6.12
+	local out=$PWD/$1 path=$2 src=build/linux-source-6.12
 	[ -f "$src/Makefile" ] || { echo "reprocheck: run a build first (no $src)" >&2; exit 1; }
 	for arch in amd64 arm64; do
 		local obj="$out/$arch" a="ARCH=x86_64"
@@ -44,7 +44,7 @@ configs() {
 			# The make variables are the pipeline's (tools/assets/hostprobe.go).
 			# shellcheck disable=SC2086
 			env -i PATH="$path" KCONFIG_CONFIG="$obj/.config" KCONFIG_ALLCONFIG="$obj/fragment" \
-				make -s -C "$src" O="$PWD/$obj" $a \
+				make -s -C "$src" O="$obj" $a \
 				PAHOLE=/nonexistent/pahole RUSTC=/nonexistent/rustc BINDGEN=/nonexistent/bindgen "$t"
 		done
 		cp "$obj/.config" "$out/$arch.config"
