@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/yamux"
 	"github.com/supermachine-go/supermachine-kernel/agent/protocol"
+	"github.com/supermachine-go/supermachine-kernel/internal/poll"
 )
 
 // Config configures a Server. The zero value works: it serves everything,
@@ -145,7 +146,9 @@ func (s *Server) Serve(l net.Listener) error {
 		return ErrServerClosed
 	}
 	defer s.track(l, false)
-	var delay time.Duration
+	// Accept errors that pass (out of descriptors, an aborted connection)
+	// are retried from 5 ms, doubling up to 1 s.
+	backoff := poll.Backoff{Initial: 5 * time.Millisecond, Max: time.Second}
 	for {
 		conn, err := l.Accept()
 		if err != nil {
@@ -157,13 +160,12 @@ func (s *Server) Serve(l net.Listener) error {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) ||
 				errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS) {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
+				time.Sleep(backoff.Next())
 				continue
 			}
 			return err
 		}
-		delay = 0
+		backoff.Reset()
 		go func() {
 			if err := s.ServeConn(conn); err != nil && !errors.Is(err, ErrServerClosed) {
 				s.debugf("connection from %v: %v", conn.RemoteAddr(), err)

@@ -22,6 +22,7 @@ import (
 	"github.com/supermachine-go/supermachine-kernel/agent"
 	"github.com/supermachine-go/supermachine-kernel/initramfs"
 	"github.com/supermachine-go/supermachine-kernel/internal/guestassets"
+	"github.com/supermachine-go/supermachine-kernel/internal/poll"
 	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
 )
 
@@ -387,21 +388,27 @@ func startVirtiofsd(ctx context.Context, dir string, binds []bindMount, logw io.
 		d.cmd.Wait()
 		close(d.done)
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(d.socket); err == nil {
-			return d, nil
-		}
+	// virtiofsd creates its socket within milliseconds; 10 s covers a
+	// loaded machine.
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err = poll.Until(wctx, poll.Fast, "virtiofsd's socket "+d.socket, func() (bool, error) {
 		select {
 		case <-d.done:
-			return nil, fmt.Errorf("vmexec: virtiofsd exited at once:\n%s", d.out)
-		case <-time.After(5 * time.Millisecond):
+			return false, poll.Stop(fmt.Errorf("vmexec: virtiofsd exited at once:\n%s", d.out))
+		default:
 		}
-		if time.Now().After(deadline) {
-			d.stop()
-			return nil, fmt.Errorf("vmexec: virtiofsd did not create its socket within 10s:\n%s", d.out)
+		_, err := os.Stat(d.socket)
+		return err == nil, nil
+	})
+	if err != nil {
+		d.stop()
+		if _, ok := err.(*poll.Error); ok {
+			return nil, fmt.Errorf("vmexec: %w:\n%s", err, d.out)
 		}
+		return nil, err
 	}
+	return d, nil
 }
 
 func (d *virtiofsd) messages() string {

@@ -18,6 +18,7 @@ import (
 	"github.com/digitalocean/go-qemu/qmp"
 
 	"github.com/supermachine-go/supermachine-kernel/agent"
+	"github.com/supermachine-go/supermachine-kernel/internal/poll"
 )
 
 // Deadlines bound the phases of a boot. A phase that runs over its
@@ -271,26 +272,23 @@ func (vm *VM) connectMonitor(ctx context.Context, sock string) error {
 	var monErr error
 	go func() {
 		defer close(connected)
-		for {
-			if _, err := os.Stat(sock); err == nil {
-				m, err := qmp.NewSocketMonitor("unix", sock, vm.dl.Start)
-				if err == nil {
-					if monErr = m.Connect(); monErr != nil {
-						m.Disconnect()
-						return
-					}
-					mon = m
-					return
-				}
+		pctx, cancel := vm.untilExit(ctx)
+		defer cancel()
+		poll.Until(pctx, poll.Fast, "QEMU's QMP socket "+sock, func() (bool, error) {
+			if _, err := os.Stat(sock); err != nil {
+				return false, nil
 			}
-			select {
-			case <-vm.done:
-				return
-			case <-ctx.Done():
-				return
-			case <-time.After(2 * time.Millisecond):
+			m, err := qmp.NewSocketMonitor("unix", sock, vm.dl.Start)
+			if err != nil {
+				return false, err
 			}
-		}
+			if monErr = m.Connect(); monErr != nil {
+				m.Disconnect()
+				return false, poll.Stop(monErr)
+			}
+			mon = m
+			return true, nil
+		})
 	}()
 	err := vm.wait(ctx, "starting QEMU", connected, func() (time.Time, string) {
 		return vm.started.Add(vm.dl.Start), fmt.Sprintf("its QMP monitor did not answer within %s", vm.dl.Start)
@@ -524,20 +522,33 @@ func (vm *VM) agentDeadline() (time.Time, string) {
 // before it listens, so a refused dial is retried.
 func (vm *VM) dialAgentSocket(ctx context.Context) (net.Conn, error) {
 	var d net.Dialer
-	for {
-		conn, err := d.DialContext(ctx, "unix", vm.sock)
-		if err == nil {
-			return conn, nil
-		}
+	var conn net.Conn
+	pctx, cancel := vm.untilExit(ctx)
+	defer cancel()
+	err := poll.Until(pctx, poll.Fast, "the agent socket "+vm.sock, func() (bool, error) {
+		c, err := d.DialContext(ctx, "unix", vm.sock)
+		conn = c
+		return err == nil, err
+	})
+	return conn, err
+}
+
+// untilExit returns a context that ends with ctx, when QEMU exits, or
+// when cancel is called, whichever comes first.
+func (vm *VM) untilExit(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
 		select {
 		case <-vm.done:
-			return nil, err
+			cancel(errQEMUExited)
 		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(2 * time.Millisecond):
 		}
-	}
+	}()
+	return ctx, func() { cancel(context.Canceled) }
 }
+
+// errQEMUExited is the cause of a wait cut short by QEMU's exit.
+var errQEMUExited = errors.New("QEMU exited")
 
 // Accel is the accelerator the guest runs under: KVM, HVF or TCG.
 func (vm *VM) Accel() string { return vm.accel }
