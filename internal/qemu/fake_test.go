@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/supermachine-go/supermachine-kernel/agent/server"
 	"github.com/supermachine-go/supermachine-kernel/internal/reexec"
 )
 
@@ -105,7 +104,7 @@ func fakeQEMU(mode string, args []string) int {
 			}
 			defer held.Close()
 		}
-		server.New(server.Config{Version: "fake"}).Serve(l)
+		serveFakeAgent(l)
 	}
 	select {}
 }
