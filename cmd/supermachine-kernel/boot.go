@@ -13,6 +13,7 @@ import (
 
 	"github.com/supermachine-go/supermachine-kernel/initramfs"
 	"github.com/supermachine-go/supermachine-kernel/internal/guestassets"
+	"github.com/supermachine-go/supermachine-kernel/internal/lifetime"
 	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
 	"github.com/supermachine-go/supermachine-kernel/internal/rootfs"
 	"github.com/supermachine-go/supermachine-kernel/kernel"
@@ -58,11 +59,11 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 
-	dir, err := os.MkdirTemp("", "supermachine-boot-")
+	dir, err := lifetime.MkdirTemp("boot")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer lifetime.RemoveTemp(dir)
 
 	progress("preparing the kernel, initramfs and root image")
 	kernelAsset := kernel.Kernel

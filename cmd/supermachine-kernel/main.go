@@ -20,8 +20,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
+	"time"
+
+	"github.com/supermachine-go/supermachine-kernel/internal/lifetime"
+	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
 )
 
 const usage = `supermachine-kernel: the bundled microVM guest assets (kernel, busybox, agent)
@@ -48,11 +53,100 @@ usage:
 Run "supermachine-kernel COMMAND -h" for the flags of a command.
 `
 
+// exitSignals end the CLI: it stops what it started (QEMU, virtiofsd,
+// helpers), removes its temporary files, and exits with 128+n as a shell
+// reports a command killed by signal n. SIGQUIT also prints the goroutine
+// stacks of the moment it arrived, as a Go program does.
+var exitSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT}
+
+// teardownLimit bounds the teardown after a signal; past it the CLI
+// kills what is left and exits anyway.
+const teardownLimit = 10 * time.Second
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
+	if len(os.Args) > 1 && os.Args[1] == "vmexec-virtiofsd" {
+		// vmexec's helper becomes virtiofsd (exec) and keeps the
+		// parent-death signal vmexec gave it.
+		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	}
+	// What earlier runs killed with SIGKILL left: their temporary
+	// directories and, where no parent-death signal exists, their QEMUs.
+	lifetime.Sweep(qemu.QuitLeftover)
+	// The CLI ends (and tears down) when the program that started it
+	// dies.
+	lifetime.DieWithParent(syscall.SIGTERM)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, exitSignals...)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, os.Args[1:], os.Stdout, os.Stderr) }()
+	var code int
+	select {
+	case code = <-done:
+	case sig := <-sigs:
+		code = tearDown(sig.(syscall.Signal), cancel, done, sigs, os.Stderr)
+	}
+	lifetime.KillChildren()
+	lifetime.RemoveTemps()
 	os.Exit(code)
+}
+
+// signalError is the cause of a command's cancellation by a signal.
+type signalError struct{ sig syscall.Signal }
+
+func (e signalError) Error() string { return "interrupted by " + signalName(e.sig) }
+
+// signalName is the SIGxxx name of sig.
+func signalName(sig syscall.Signal) string {
+	switch sig {
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGHUP:
+		return "SIGHUP"
+	case syscall.SIGQUIT:
+		return "SIGQUIT"
+	}
+	return fmt.Sprintf("signal %d", int(sig))
+}
+
+// tearDown ends the running command after sig: it cancels its context,
+// which stops QEMU and every helper and runs the command's cleanups, and
+// waits for it (at most teardownLimit, or until a second signal). It
+// returns the exit code 128+n.
+func tearDown(sig syscall.Signal, cancel context.CancelCauseFunc, done <-chan int, sigs <-chan os.Signal, stderr io.Writer) int {
+	var stacks []byte
+	if sig == syscall.SIGQUIT {
+		stacks = allStacks()
+	}
+	cancel(signalError{sig})
+	timer := time.NewTimer(teardownLimit)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		fmt.Fprintf(stderr, "supermachine-kernel: %s: the teardown did not finish within %s; killing what is left\n", signalName(sig), teardownLimit)
+	case again := <-sigs:
+		fmt.Fprintf(stderr, "supermachine-kernel: %s during the teardown; killing what is left\n", again)
+	}
+	if stacks != nil {
+		fmt.Fprintf(stderr, "SIGQUIT: quit\n\n%s", stacks)
+	}
+	return 128 + int(sig)
+}
+
+// allStacks is the stacks of every goroutine, as Go prints them on
+// SIGQUIT.
+func allStacks() []byte {
+	buf := make([]byte, 1<<16)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) || len(buf) >= 64<<20 {
+			return buf[:n]
+		}
+		buf = make([]byte, 2*len(buf))
+	}
 }
 
 // exitError carries the exit code a command should end the process with.
@@ -98,6 +192,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, errUsage):
 		return 2
+	}
+	if cause := context.Cause(ctx); ctx.Err() != nil && errors.As(cause, new(signalError)) {
+		// The signal, not the cancellations it caused inside.
+		err = cause
 	}
 	fmt.Fprintf(stderr, "supermachine-kernel %s: %v\n", args[0], err)
 	return 1

@@ -48,10 +48,21 @@ func runCommand(ctx context.Context, c *agent.Client, argv []string, tty bool, s
 	}
 	err := cmd.Start()
 	if err == nil && winch != nil {
+		// signal.Stop does not close winch: the relay ends with this
+		// function.
+		stopWinch := make(chan struct{})
+		relayDone := make(chan struct{})
+		defer func() { close(stopWinch); <-relayDone }()
 		go func() {
-			for range winch {
-				if rows, cols, err := termSize(os.Stdin); err == nil {
-					cmd.Resize(rows, cols)
+			defer close(relayDone)
+			for {
+				select {
+				case <-winch:
+					if rows, cols, err := termSize(os.Stdin); err == nil {
+						cmd.Resize(rows, cols)
+					}
+				case <-stopWinch:
+					return
 				}
 			}
 		}()

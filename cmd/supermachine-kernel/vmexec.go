@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"debug/elf"
@@ -21,8 +20,10 @@ import (
 	"github.com/supermachine-go/supermachine-kernel/agent"
 	"github.com/supermachine-go/supermachine-kernel/initramfs"
 	"github.com/supermachine-go/supermachine-kernel/internal/guestassets"
+	"github.com/supermachine-go/supermachine-kernel/internal/lifetime"
 	"github.com/supermachine-go/supermachine-kernel/internal/poll"
 	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
+	"github.com/supermachine-go/supermachine-kernel/internal/tail"
 )
 
 // vmexecConfigFile is the optional settings file of vmexec, looked up
@@ -152,11 +153,11 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 
-	dir, err := os.MkdirTemp("", "supermachine-vmexec-")
+	dir, err := lifetime.MkdirTemp("vmexec")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer lifetime.RemoveTemp(dir)
 	progress("starting virtiofsd")
 	fsd, err := startVirtiofsd(ctx, dir, binds, logw)
 	if err != nil {
@@ -337,7 +338,7 @@ func loadVMExecConfig() (vmexecConfig, string, error) {
 type virtiofsd struct {
 	socket string
 	cmd    *exec.Cmd
-	out    *bytes.Buffer
+	out    *tail.Lines // its last messages, for error reports
 	done   chan struct{}
 }
 
@@ -373,7 +374,7 @@ func startVirtiofsd(ctx context.Context, dir string, binds []bindMount, logw io.
 	if err := os.Mkdir(view, 0o700); err != nil {
 		return nil, err
 	}
-	d := &virtiofsd{socket: filepath.Join(dir, "virtiofsd.sock"), out: &bytes.Buffer{}, done: make(chan struct{})}
+	d := &virtiofsd{socket: filepath.Join(dir, "virtiofsd.sock"), out: tail.New(virtiofsdLines, logw), done: make(chan struct{})}
 	args := []string{"vmexec-virtiofsd", "-socket", d.socket, "-view", view, "-virtiofsd", bin}
 	for _, b := range binds {
 		if b.rw {
@@ -381,9 +382,9 @@ func startVirtiofsd(ctx context.Context, dir string, binds []bindMount, logw io.
 		}
 	}
 	d.cmd = exec.CommandContext(ctx, self, args...)
-	d.cmd.Stdout = io.MultiWriter(d.out, logw)
-	d.cmd.Stderr = d.cmd.Stdout
-	if err := d.cmd.Start(); err != nil {
+	d.cmd.Stdout = d.out
+	d.cmd.Stderr = d.out
+	if err := lifetime.Start(d.cmd); err != nil {
 		return nil, fmt.Errorf("vmexec: starting virtiofsd: %w", err)
 	}
 	go func() {
@@ -413,11 +414,16 @@ func startVirtiofsd(ctx context.Context, dir string, binds []bindMount, logw io.
 	return d, nil
 }
 
+// virtiofsdLines is how many of virtiofsd's last lines vmexec keeps for
+// its error reports.
+const virtiofsdLines = 20
+
 func (d *virtiofsd) messages() string {
-	if d.out.Len() == 0 {
+	s := strings.TrimSpace(d.out.String())
+	if s == "" {
 		return ""
 	}
-	return "\n--- virtiofsd said ---\n" + strings.TrimSpace(d.out.String())
+	return "\n--- virtiofsd said ---\n" + s
 }
 
 func (d *virtiofsd) stop() {

@@ -23,13 +23,11 @@
 package qemu
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"runtime"
 	"strconv"
-	"sync"
 )
 
 // AgentPortName is the virtio-serial port name the agent looks for by
@@ -179,21 +177,4 @@ func (c Config) Args(accel string) (string, []string, error) {
 	}
 	a = append(a, c.deviceArgs(arch)...)
 	return bin, append(a, c.ExtraArgs...), nil
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

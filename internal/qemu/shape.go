@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/supermachine-go/supermachine-kernel/internal/lifetime"
 	"github.com/supermachine-go/supermachine-kernel/kernel"
 )
 
@@ -222,7 +223,7 @@ func NoUARTDeviceTree(ctx context.Context, c Config, path string) error {
 			args[i+1] += ",dumpdtb=" + path
 		}
 	}
-	if out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput(); err != nil {
+	if out, err := lifetime.CombinedOutput(exec.CommandContext(ctx, bin, args...)); err != nil {
 		return fmt.Errorf("qemu: dumping the device tree: %w\n%s", err, out)
 	}
 	dtb, err := os.ReadFile(path)
@@ -240,12 +241,12 @@ func NoUARTDeviceTree(ctx context.Context, c Config, path string) error {
 		{"-r", path, node},
 		{"-d", path, "/chosen", "stdout-path"},
 	} {
-		if out, err := exec.CommandContext(ctx, fdtput, cmd...).CombinedOutput(); err != nil {
+		if out, err := lifetime.CombinedOutput(exec.CommandContext(ctx, fdtput, cmd...)); err != nil {
 			return fmt.Errorf("qemu: fdtput %s: %w\n%s", strings.Join(cmd, " "), err, out)
 		}
 	}
 	// The alias exists on some QEMU versions only.
-	exec.CommandContext(ctx, fdtput, "-d", path, "/aliases", "serial0").Run()
+	lifetime.Run(exec.CommandContext(ctx, fdtput, "-d", path, "/aliases", "serial0"))
 	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
 		return fmt.Errorf("qemu: no device tree at %s", filepath.Clean(path))
 	}

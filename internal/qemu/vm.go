@@ -18,7 +18,9 @@ import (
 	"github.com/digitalocean/go-qemu/qmp"
 
 	"github.com/supermachine-go/supermachine-kernel/agent"
+	"github.com/supermachine-go/supermachine-kernel/internal/lifetime"
 	"github.com/supermachine-go/supermachine-kernel/internal/poll"
+	"github.com/supermachine-go/supermachine-kernel/internal/tail"
 )
 
 // Deadlines bound the phases of a boot. A phase that runs over its
@@ -135,7 +137,7 @@ type VM struct {
 
 	stopOnce   sync.Once
 	stopped    chan struct{}
-	stopStatus string
+	stopStatus atomic.Value // string: the run state QEMU stopped the VM in
 }
 
 // Start starts QEMU and waits until the guest has printed its first
@@ -219,7 +221,7 @@ func launch(ctx context.Context, c Config, bin, accel string) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp("", "supermachine-qemu-")
+	tmp, err := lifetime.MkdirTemp("qemu")
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +230,7 @@ func launch(ctx context.Context, c Config, bin, accel string) (*VM, error) {
 	if c.AgentSocket != "" {
 		os.Remove(c.AgentSocket)
 		if err := os.MkdirAll(filepath.Dir(c.AgentSocket), 0o755); err != nil {
-			os.RemoveAll(tmp)
+			lifetime.RemoveTemp(tmp)
 			return nil, err
 		}
 	}
@@ -243,13 +245,13 @@ func launch(ctx context.Context, c Config, bin, accel string) (*VM, error) {
 	vm.cmd = cmd
 	vm.started = time.Now()
 	vm.console.started = vm.started
-	if err := cmd.Start(); err != nil {
-		os.RemoveAll(tmp)
+	if err := lifetime.Start(cmd); err != nil {
+		lifetime.RemoveTemp(tmp)
 		return nil, fmt.Errorf("qemu: %w", err)
 	}
 	go func() {
 		vm.err = cmd.Wait()
-		os.RemoveAll(tmp)
+		lifetime.RemoveTemp(tmp)
 		close(vm.done)
 	}()
 	if err := vm.connectMonitor(ctx, qmpSock); err != nil {
@@ -309,7 +311,11 @@ func (vm *VM) connectMonitor(ctx context.Context, sock string) error {
 		return vm.fail("starting QEMU", ErrExited, "its QMP monitor failed: "+monErr.Error(), monErr)
 	}
 	vm.mon = mon
-	events, _ := mon.Events(ctx)
+	events, err := mon.Events(ctx)
+	if err != nil {
+		// Without events a stop of the VM would go unseen.
+		return vm.fail("starting QEMU", ErrExited, "its QMP monitor gave no event stream: "+err.Error(), err)
+	}
 	go vm.watchEvents(events)
 	return nil
 }
@@ -341,9 +347,15 @@ var statusRE = regexp.MustCompile(`"status":\s*"([^"]+)"`)
 
 func (vm *VM) markStopped(status string) {
 	vm.stopOnce.Do(func() {
-		vm.stopStatus = status
+		vm.stopStatus.Store(status)
 		close(vm.stopped)
 	})
+}
+
+// runState is the run state QEMU stopped the VM in, or "".
+func (vm *VM) runState() string {
+	s, _ := vm.stopStatus.Load().(string)
+	return s
 }
 
 // wait waits for ready while watching QEMU: its exit, a stop of the VM,
@@ -382,7 +394,7 @@ func (vm *VM) wait(ctx context.Context, phase string, ready <-chan struct{}, lim
 			}
 			return vm.fail(phase, ErrExited, reason, vm.err)
 		case <-vm.stopped:
-			return vm.fail(phase, ErrStopped, "QEMU stopped the VM (run state "+vm.stopStatus+")", nil)
+			return vm.fail(phase, ErrStopped, "QEMU stopped the VM (run state "+vm.runState()+")", nil)
 		case <-accelFail:
 			return vm.fail(phase, ErrStopped, "QEMU reported an accelerator error", nil)
 		case <-ctx.Done():
@@ -414,7 +426,7 @@ func (vm *VM) fail(phase string, kind error, reason string, err error) *BootErro
 	switch {
 	case accelMsg != "":
 		e.AccelFault, e.certain, e.Reason = true, true, accelMsg
-	case vm.stopStatus == "internal-error":
+	case vm.runState() == "internal-error":
 		e.AccelFault, e.certain = true, true
 	case !vm.console.seen():
 		// The guest never ran far enough to print: a guest that works
@@ -560,11 +572,21 @@ func (vm *VM) FellBack() string { return vm.fellBack }
 // Started is when QEMU was started.
 func (vm *VM) Started() time.Time { return vm.started }
 
-// Console returns everything the guest printed so far.
+// Console returns the last lines the guest printed (at most
+// ConsoleLines); Config.Console receives all of it.
 func (vm *VM) Console() string { return vm.console.String() }
 
-// QEMUOutput returns everything QEMU printed on its stderr so far.
+// QEMUOutput returns the last lines QEMU printed on its stderr (at most
+// StderrLines); Config.Stderr receives all of it.
 func (vm *VM) QEMUOutput() string { return vm.stderr.String() }
+
+// How much of the guest console and of QEMU's messages a VM keeps for
+// error reports and for Console and QEMUOutput: the last lines only, so
+// that a long-lived guest costs bounded memory.
+const (
+	ConsoleLines = 1000
+	StderrLines  = 200
+)
 
 // Done is closed when QEMU has exited.
 func (vm *VM) Done() <-chan struct{} { return vm.done }
@@ -592,8 +614,7 @@ func (vm *VM) Kill() {
 
 // consoleWatch keeps the guest console and when it last grew.
 type consoleWatch struct {
-	syncBuffer
-	fwd       io.Writer // Config.Console, or nil
+	*tail.Lines
 	started   time.Time
 	first     chan struct{}
 	firstOnce sync.Once
@@ -601,14 +622,11 @@ type consoleWatch struct {
 }
 
 func newConsoleWatch(w io.Writer) *consoleWatch {
-	return &consoleWatch{first: make(chan struct{}), fwd: w}
+	return &consoleWatch{Lines: tail.New(ConsoleLines, w), first: make(chan struct{})}
 }
 
 func (c *consoleWatch) Write(p []byte) (int, error) {
-	c.syncBuffer.Write(p)
-	if c.fwd != nil {
-		c.fwd.Write(p)
-	}
+	c.Lines.Write(p)
 	if len(p) > 0 {
 		c.lastNano.Store(time.Now().UnixNano())
 		c.firstOnce.Do(func() { close(c.first) })
@@ -625,8 +643,7 @@ func (c *consoleWatch) last() (time.Time, bool) {
 
 // stderrWatch keeps QEMU's messages and spots accelerator errors in them.
 type stderrWatch struct {
-	syncBuffer
-	fwd       io.Writer // Config.Stderr, or nil
+	*tail.Lines
 	mu        sync.Mutex
 	partial   string
 	matched   []string
@@ -642,14 +659,11 @@ var accelErrors = []string{
 }
 
 func newStderrWatch(w io.Writer) *stderrWatch {
-	return &stderrWatch{accelFail: make(chan struct{}), fwd: w}
+	return &stderrWatch{Lines: tail.New(StderrLines, w), accelFail: make(chan struct{})}
 }
 
 func (s *stderrWatch) Write(p []byte) (int, error) {
-	s.syncBuffer.Write(p)
-	if s.fwd != nil {
-		s.fwd.Write(p)
-	}
+	s.Lines.Write(p)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.partial += string(p)
@@ -718,4 +732,24 @@ func lastLines(s string, n int) string {
 		keep[i], keep[j] = keep[j], keep[i]
 	}
 	return strings.Join(keep, "\n")
+}
+
+// QuitLeftover asks a QEMU left running in dir, the temporary directory
+// of a VM whose owner died without stopping it, to quit through its QMP
+// socket. Where the kernel kills children with their parent (Linux) there
+// is none; elsewhere a SIGKILL of the owner leaves QEMU running.
+func QuitLeftover(dir string) {
+	sock := filepath.Join(dir, "qmp.sock")
+	if _, err := os.Stat(sock); err != nil {
+		return
+	}
+	mon, err := qmp.NewSocketMonitor("unix", sock, time.Second)
+	if err != nil {
+		return
+	}
+	if mon.Connect() != nil {
+		return
+	}
+	defer mon.Disconnect()
+	mon.Run([]byte(`{"execute":"quit"}`))
 }
