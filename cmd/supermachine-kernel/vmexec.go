@@ -177,7 +177,7 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			// vhost-user devices need virtio 1.0; QEMU's virtio-mmio
 			// defaults to the legacy interface.
 			"-global", "virtio-mmio.force-legacy=false",
-			"-chardev", "socket,id=hostfs,path=" + fsd.socket,
+			"-chardev", "socket,id=hostfs,path=" + qemu.OptValue(fsd.socket),
 			"-device", "vhost-user-fs-device,chardev=hostfs,tag=" + vmexecShareTag,
 		},
 	}

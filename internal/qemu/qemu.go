@@ -28,6 +28,7 @@ import (
 	"io"
 	"runtime"
 	"strconv"
+	"strings"
 )
 
 // AgentPortName is the virtio-serial port name the agent looks for by
@@ -148,6 +149,12 @@ func (c Config) Args(accel string) (string, []string, error) {
 	if err := c.checkKernel(arch); err != nil {
 		return "", nil, err
 	}
+	if err := c.checkPaths(); err != nil {
+		return "", nil, err
+	}
+	if len(cmdline) >= maxCmdline {
+		return "", nil, fmt.Errorf("qemu: the kernel command line is %d bytes; the guest kernel takes at most %d (COMMAND_LINE_SIZE)", len(cmdline), maxCmdline-1)
+	}
 	a := []string{"-M", machine}
 	switch accel {
 	case KVM, HVF:
@@ -177,4 +184,44 @@ func (c Config) Args(accel string) (string, []string, error) {
 	}
 	a = append(a, c.deviceArgs(arch)...)
 	return bin, append(a, c.ExtraArgs...), nil
+}
+
+// OptValue escapes s for use as a value inside a QEMU option that QEMU
+// splits at commas (-drive, -chardev, -qmp, -object, -fsdev, -device,
+// -M …: key=value,key=value): QEMU reads ",," as one comma in a value.
+// Options QEMU does not split (-kernel, -initrd, -dtb, -append) take
+// their value as it is.
+func OptValue(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// maxCmdline is the size of the guest kernel's command line buffer
+// (COMMAND_LINE_SIZE, 2048 on x86-64 and arm64), its final NUL included.
+const maxCmdline = 2048
+
+// maxSocketPath is the longest Unix socket path: sockaddr_un's sun_path
+// holds 108 bytes on Linux (104 on macOS), its final NUL included.
+const maxSocketPath = 103
+
+// checkSocketPath refuses a Unix socket path the kernel cannot bind.
+func checkSocketPath(what, path string) error {
+	if len(path) > maxSocketPath {
+		return fmt.Errorf("qemu: %s %s is %d bytes long; a Unix socket path takes at most %d: use a shorter directory", what, path, len(path), maxSocketPath)
+	}
+	return nil
+}
+
+// checkPaths refuses the paths of c that QEMU cannot take whatever the
+// escaping: empty ones, and socket paths too long to bind.
+func (c Config) checkPaths() error {
+	if c.Kernel == "" {
+		return errors.New("qemu: no kernel image")
+	}
+	for i, d := range c.Disks {
+		if d.Path == "" {
+			return fmt.Errorf("qemu: disk %d has no path", i)
+		}
+	}
+	if c.AgentSocket != "" {
+		return checkSocketPath("the agent socket", c.AgentSocket)
+	}
+	return nil
 }

@@ -155,11 +155,17 @@ func (c Config) deviceArgs(arch string) []string {
 	}
 	for _, i := range order {
 		d := c.Disks[i]
+		// Absolute: QEMU reads "name:" at the start of a relative path
+		// as a protocol (nbd:, http:, json:).
+		path, err := filepath.Abs(d.Path)
+		if err != nil {
+			path = d.Path
+		}
 		f := d.Format
 		if f == "" {
 			f = "raw"
 		}
-		drive := fmt.Sprintf("id=disk%d,file=%s,format=%s,if=none", i, d.Path, f)
+		drive := fmt.Sprintf("id=disk%d,file=%s,format=%s,if=none", i, OptValue(path), OptValue(f))
 		if d.ReadOnly {
 			drive += ",readonly=on"
 		}
@@ -172,7 +178,7 @@ func (c Config) deviceArgs(arch string) []string {
 			a = append(a, "-device", dev("serial")+",id=vsera")
 		}
 		a = append(a,
-			"-chardev", "socket,id=agent,path="+c.AgentSocket+",server=on,wait=off",
+			"-chardev", "socket,id=agent,path="+OptValue(c.AgentSocket)+",server=on,wait=off",
 			"-device", "virtserialport,bus="+bus+",chardev=agent,name="+AgentPortName)
 	}
 	if c.Net {
@@ -220,7 +226,7 @@ func NoUARTDeviceTree(ctx context.Context, c Config, path string) error {
 	}
 	for i := range args {
 		if args[i] == "-M" && i+1 < len(args) {
-			args[i+1] += ",dumpdtb=" + path
+			args[i+1] += ",dumpdtb=" + OptValue(path)
 		}
 	}
 	if out, err := lifetime.CombinedOutput(exec.CommandContext(ctx, bin, args...)); err != nil {

@@ -226,7 +226,11 @@ func launch(ctx context.Context, c Config, bin, accel string) (*VM, error) {
 		return nil, err
 	}
 	qmpSock := filepath.Join(tmp, "qmp.sock")
-	args = append(args, "-qmp", "unix:"+qmpSock+",server=on,wait=off")
+	if err := checkSocketPath("the QMP socket (in TMPDIR)", qmpSock); err != nil {
+		lifetime.RemoveTemp(tmp)
+		return nil, err
+	}
+	args = append(args, "-qmp", "unix:"+OptValue(qmpSock)+",server=on,wait=off")
 	if c.AgentSocket != "" {
 		os.Remove(c.AgentSocket)
 		if err := os.MkdirAll(filepath.Dir(c.AgentSocket), 0o755); err != nil {
