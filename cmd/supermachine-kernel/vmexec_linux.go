@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -45,6 +46,12 @@ func cmdVirtiofsdHelper(args []string, stderr io.Writer) error {
 			return fmt.Errorf("bind %s writable: %w", d, err)
 		}
 	}
-	argv := []string{*bin, "--socket-path=" + *socket, "-o", "source=" + *view, "-o", "cache=auto", "-o", "sandbox=namespace", "-o", "xattr"}
+	argv := []string{*bin, "--socket-path=" + *socket, "-o", "source=" + fuseOptValue(*view), "-o", "cache=auto", "-o", "sandbox=namespace", "-o", "xattr"}
 	return unix.Exec(*bin, argv, os.Environ())
+}
+
+// fuseOptValue escapes s for virtiofsd's -o option list, which libfuse's
+// option parser splits at commas; a backslash escapes the next byte.
+func fuseOptValue(s string) string {
+	return strings.NewReplacer(`\`, `\\`, ",", `\,`).Replace(s)
 }
