@@ -22,13 +22,14 @@ import (
 func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("boot", "[flags] -- COMMAND [ARG...]", stderr)
 	root := fs.String("root", "", "root: a directory (packed as squashfs), a squashfs or ext4 image; default: a tiny busybox root (cached)")
-	mem := fs.Int("mem", 256, "guest memory in MiB")
-	cpus := fs.Int("cpus", 1, "virtual CPUs")
+	lim := qemu.LimitsFor(kernel.Arch)
+	mem := fs.Int("mem", 256, fmt.Sprintf("guest memory in MiB (%d to %d)", lim.MinMemoryMiB, lim.MaxMemoryMiB))
+	cpus := fs.Int("cpus", 1, fmt.Sprintf("virtual CPUs (1 to %d)", lim.MaxCPUs))
 	kvm := fs.String("kvm", "auto", "accelerator: auto (KVM or Hypervisor.framework, falling back to software emulation if it cannot run the guest), on (never fall back), off (software emulation; /dev/kvm is not touched)")
 	forget := fs.Bool("forget-accel", false, "forget that the hardware accelerator failed here before, and try it again")
 	tty := fs.Bool("tty", false, "run COMMAND on a pseudo-terminal")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up on COMMAND after this long (the boot has its own deadlines)")
-	verbose := fs.Bool("v", false, "show the guest console and QEMU's messages")
+	verbose := fs.Bool("v", false, "show QEMU's command line, the guest console and QEMU's messages")
 	appendArgs := fs.String("append", "", "extra kernel command line parameters")
 	net := fs.Bool("net", false, "add a virtio-net device (QEMU user networking)")
 	shapeName := fs.String("shape", "mmio", "machine shape: mmio, firecracker (amd64: the ELF vmlinux through PVH), pci (q35/virt with virtio-pci), virtualization-framework (arm64: virtio-pci only, console on hvc0)")
@@ -48,6 +49,12 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	shape, err := qemu.ParseShape(*shapeName)
 	if err != nil {
 		return fmt.Errorf("-shape: %w", err)
+	}
+	if err := lim.CheckMemory(*mem, true); err != nil {
+		return fmt.Errorf("-mem: %w", err)
+	}
+	if err := lim.CheckCPUs(*cpus); err != nil {
+		return fmt.Errorf("-cpus: %w", err)
 	}
 	start := time.Now()
 	progress := func(format string, a ...any) {
@@ -104,6 +111,7 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if *verbose {
 		cfg.Console, cfg.Stderr = stderr, stderr
+		cfg.Trace = func(argv []string) { progress("%s", shellQuote(argv)) }
 	}
 	if shape == qemu.ShapeVirtualization {
 		cfg.DTB = filepath.Join(dir, "virt-no-uart.dtb")
@@ -158,12 +166,31 @@ func prepareRoot(ctx context.Context, root, dir string) (string, string, error) 
 		return "", "", fmt.Errorf("-root: %w", err)
 	}
 	if !st.IsDir() {
+		if !st.Mode().IsRegular() && st.Mode()&os.ModeDevice == 0 {
+			return "", "", fmt.Errorf("-root: %s is not a directory, an image file or a block device", root)
+		}
 		t, err := rootfs.FSType(root)
-		return root, t, err
+		if err != nil {
+			return "", "", fmt.Errorf("-root: %w", err)
+		}
+		return root, t, nil
 	}
 	img := filepath.Join(dir, "root.squashfs")
 	if err := rootfs.Squashfs(ctx, root, img, "zstd"); err != nil {
 		return "", "", err
 	}
 	return img, "squashfs", nil
+}
+
+// shellQuote joins argv as a shell would need it typed.
+func shellQuote(argv []string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_=+,./:@%") == "" {
+			q[i] = a
+			continue
+		}
+		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(q, " ")
 }

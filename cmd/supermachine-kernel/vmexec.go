@@ -62,14 +62,15 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	mem := fs.Int("mem", cmp.Or(cfg.Memory, 1024), "guest memory in MiB")
-	cpus := fs.Int("cpus", cmp.Or(cfg.CPUs, min(2, runtime.NumCPU())), "virtual CPUs")
+	mem := fs.Int("mem", cmp.Or(cfg.Memory, 1024), fmt.Sprintf("guest memory in MiB (amd64: %d to %d; arm64: %d to %d)",
+		qemu.LimitsFor("amd64").MinMemoryMiB, qemu.LimitsFor("amd64").MaxMemoryMiB, qemu.LimitsFor("arm64").MinMemoryMiB, qemu.LimitsFor("arm64").MaxMemoryMiB))
+	cpus := fs.Int("cpus", cmp.Or(cfg.CPUs, min(2, runtime.NumCPU())), fmt.Sprintf("virtual CPUs (amd64: 1 to %d; arm64: 1 to %d)", qemu.LimitsFor("amd64").MaxCPUs, qemu.LimitsFor("arm64").MaxCPUs))
 	kvm := fs.String("kvm", cmp.Or(cfg.KVM, "auto"), "accelerator: auto, on, off (see boot -h)")
 	kernelFlag := fs.String("kernel", cfg.Kernel, "boot this kernel image instead of the bundled one (it must have virtio-mmio, virtio-fs, overlayfs and the serial console built in)")
 	appendArgs := fs.String("append", strings.Join(cfg.Append, " "), "extra kernel command line parameters")
 	net := fs.Bool("net", cfg.Net, "add a virtio-net device (QEMU user networking)")
 	timeout := fs.Duration("timeout", 0, "give up on the binary after this long (default: no limit)")
-	verbose := fs.Bool("v", false, "show boot progress, the guest console and QEMU's and virtiofsd's messages")
+	verbose := fs.Bool("v", false, "show boot progress, QEMU's command line, the guest console and QEMU's and virtiofsd's messages")
 	mounts := multiFlag(cfg.Mounts)
 	fs.Var(&mounts, "mount", "also show host directory HOST at GUEST: HOST[:GUEST][:rw] (repeatable; read-only unless :rw)")
 	if err := parse(fs, args); err != nil {
@@ -106,6 +107,21 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	arch, err := elfArch(binary)
 	if err != nil {
 		return err
+	}
+	lim := qemu.LimitsFor(arch)
+	if err := lim.CheckMemory(*mem, *kernelFlag == ""); err != nil {
+		return fmt.Errorf("vmexec: -mem (%s guest): %w", arch, err)
+	}
+	if err := lim.CheckCPUs(*cpus); err != nil {
+		return fmt.Errorf("vmexec: -cpus (%s guest): %w", arch, err)
+	}
+	if *kernelFlag != "" {
+		if _, err := os.Stat(*kernelFlag); err != nil {
+			return fmt.Errorf("vmexec: -kernel: %w", err)
+		}
+		if ka := qemu.KernelArch(*kernelFlag); ka != "" && ka != arch {
+			return fmt.Errorf("vmexec: -kernel: %s is a kernel for %s, not for the %s guest %s needs", *kernelFlag, ka, arch, filepath.Base(binary))
+		}
 	}
 	cwd, err := os.Getwd()
 	if err != nil {
@@ -183,6 +199,7 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *verbose {
 		qcfg.Console, qcfg.Stderr = stderr, stderr
+		qcfg.Trace = func(argv []string) { progress("%s", shellQuote(argv)) }
 	}
 	vm, c, err := qemu.Boot(ctx, qcfg)
 	if err != nil {

@@ -91,6 +91,9 @@ type Config struct {
 	// DTB, if set, is the device tree to give the guest (-dtb) on
 	// ShapeVirtualization: see NoUARTDeviceTree.
 	DTB string
+	// Trace, if set, receives each QEMU command line (binary and
+	// arguments) before it starts.
+	Trace func(argv []string)
 	// ExtraArgs are appended to the QEMU command line.
 	ExtraArgs []string
 }

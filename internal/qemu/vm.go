@@ -168,6 +168,9 @@ func boot(ctx context.Context, c Config, withAgent bool) (*VM, *agent.Client, er
 	if _, err := exec.LookPath(bin); err != nil {
 		return nil, nil, fmt.Errorf("%w: %s not found; install the Debian package %s (apt-get install %s)", ErrNoQEMU, bin, pkg, pkg)
 	}
+	if err := c.check(arch); err != nil {
+		return nil, nil, err
+	}
 	ch, err := c.choose(arch, bin)
 	if err != nil {
 		return nil, nil, err
@@ -243,6 +246,9 @@ func launch(ctx context.Context, c Config, bin, accel string) (*VM, error) {
 		done: make(chan struct{}), stopped: make(chan struct{}),
 		console: newConsoleWatch(c.Console), stderr: newStderrWatch(c.Stderr),
 	}
+	if c.Trace != nil {
+		c.Trace(append([]string{bin}, args...))
+	}
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdout, cmd.Stderr = vm.console, vm.stderr
 	cmd.WaitDelay = time.Second
@@ -311,6 +317,9 @@ func (vm *VM) connectMonitor(ctx context.Context, sock string) error {
 	if mon == nil {
 		if monErr == nil {
 			monErr = errors.New("no connection")
+		}
+		if vm.exitedSoon() {
+			return vm.fail("starting QEMU", ErrExited, vm.exitReason("QEMU exited"), monErr)
 		}
 		return vm.fail("starting QEMU", ErrExited, "its QMP monitor failed: "+monErr.Error(), monErr)
 	}
@@ -424,6 +433,10 @@ func (vm *VM) fail(phase string, kind error, reason string, err error) *BootErro
 	accelMsg := vm.stderr.accelMessage()
 	e := &BootError{Phase: phase, Accel: vm.accel, Kind: kind, Reason: reason, Err: err,
 		Console: lastLines(vm.Console(), 12), QEMU: vm.stderr.summary()}
+	if kind == ErrExited && e.QEMU == "" && !vm.console.seen() {
+		arch, _, _, _ := vm.cfg.binary()
+		e.Reason += "; " + vm.cfg.likelyCause(arch)
+	}
 	if vm.accel == TCG {
 		return e
 	}
@@ -520,9 +533,35 @@ func (vm *VM) ConnectAgent(ctx context.Context) (*agent.Client, error) {
 		return nil, err
 	}
 	if clErr != nil {
+		// A handshake cut by QEMU's exit (the guest powered off, or
+		// crashed): report the exit and what the guest printed.
+		if vm.exitedSoon() {
+			return nil, vm.fail("waiting for the agent", ErrExited, vm.exitReason("QEMU exited during the agent handshake"), clErr)
+		}
 		return nil, fmt.Errorf("qemu: agent: %w", clErr)
 	}
 	return cl, nil
+}
+
+// exitedSoon reports whether QEMU exits within a second: a connection to
+// it that broke is mostly the first sign of its exit.
+func (vm *VM) exitedSoon() bool {
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case <-vm.done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// exitReason is what, with its exit status if it failed.
+func (vm *VM) exitReason(what string) string {
+	if vm.err != nil {
+		return what + " (" + vm.err.Error() + ")"
+	}
+	return what
 }
 
 // agentDeadline is when the agent phase stalls: FirstOutput after start
