@@ -48,24 +48,11 @@ func runCommand(ctx context.Context, c *agent.Client, argv []string, tty bool, s
 	}
 	err := cmd.Start()
 	if err == nil && winch != nil {
-		// signal.Stop does not close winch: the relay ends with this
-		// function.
-		stopWinch := make(chan struct{})
-		relayDone := make(chan struct{})
-		defer func() { close(stopWinch); <-relayDone }()
-		go func() {
-			defer close(relayDone)
-			for {
-				select {
-				case <-winch:
-					if rows, cols, err := termSize(os.Stdin); err == nil {
-						cmd.Resize(rows, cols)
-					}
-				case <-stopWinch:
-					return
-				}
+		defer relayResizes(winch, func() {
+			if rows, cols, err := termSize(os.Stdin); err == nil {
+				cmd.Resize(rows, cols)
 			}
-		}()
+		})()
 	}
 	if err == nil {
 		err = cmd.Wait()
@@ -96,4 +83,24 @@ func signalNumber(name string) int {
 		return n
 	}
 	return 0
+}
+
+// relayResizes calls resize for each signal on winch until the returned
+// stop is called, which returns once the relay has ended (signal.Stop
+// does not close winch, so the relay cannot end on its own).
+func relayResizes(winch <-chan os.Signal, resize func()) (stop func()) {
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-winch:
+				resize()
+			case <-quit:
+				return
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
 }
