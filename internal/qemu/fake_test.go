@@ -32,6 +32,8 @@ import (
 //	boots           prints a console line and serves the agent protocol on
 //	                the agent socket, like a guest whose agent is ready
 //	stuck-once      boots, but never answers the first connection
+//	chatty          boots after printing 5×ConsoleLines lines on the
+//	                console and on stderr
 const fakePrefix = "fake-qemu:"
 
 func TestMain(m *testing.M) {
@@ -89,6 +91,13 @@ func fakeQEMU(mode string, args []string) int {
 		select {}
 	}
 	fmt.Println("Linux version 6.12.117 (fake)")
+	if mode == "chatty" {
+		// More console lines than a VM keeps, and as many on stderr.
+		for i := range 5 * ConsoleLines {
+			fmt.Printf("console line %d\n", i)
+			fmt.Fprintf(os.Stderr, "qemu line %d\n", i)
+		}
+	}
 	if agentPath != "" {
 		l, err := net.Listen("unix", agentPath)
 		if err != nil {

@@ -3,7 +3,10 @@ package qemu
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -47,4 +50,43 @@ func TestKillAndCancelLeaveNothing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A VM keeps the last lines of the console and of QEMU's messages only,
+// while the writers the caller gave get all of them.
+func TestOutputTailsBounded(t *testing.T) {
+	fakeHost(t)
+	var n notes
+	c := fakeConfig(t, "chatty", "off", &n)
+	var console, stderr strings.Builder
+	c.Console, c.Stderr = &syncWriter{w: &console}, &syncWriter{w: &stderr}
+	vm, _, err := bootFake(t, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm.Kill()
+	lines := strings.Split(strings.TrimSpace(vm.Console()), "\n")
+	if len(lines) != ConsoleLines || !strings.Contains(vm.Console(), "ready") {
+		t.Errorf("VM.Console keeps %d lines (want %d, the last ones):\n…%s", len(lines), ConsoleLines, lines[len(lines)-1])
+	}
+	if got := strings.Count(vm.QEMUOutput(), "\n"); got != StderrLines {
+		t.Errorf("VM.QEMUOutput keeps %d lines, want %d", got, StderrLines)
+	}
+	if got := strings.Count(console.String(), "console line "); got != 5*ConsoleLines {
+		t.Errorf("Config.Console got %d lines, want all %d", got, 5*ConsoleLines)
+	}
+	if got := strings.Count(stderr.String(), "qemu line "); got != 5*ConsoleLines {
+		t.Errorf("Config.Stderr got %d lines, want all %d", got, 5*ConsoleLines)
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
