@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,11 +41,13 @@ func TestSignalMatrix(t *testing.T) {
 		t.Fatalf("%s not installed: apt-get install %s", bin, pkg)
 	}
 	cli := goBuild(t, t.TempDir(), ".", "supermachine-kernel")
+	// The guest program says when it runs and when a signal reaches it.
+	const script = `trap 'echo caught; exit 3' INT TERM HUP QUIT; echo started; while :; do sleep 0.2; done`
 	commands := map[string][]string{
-		"boot": {"boot", "--", "sh", "-c", "echo started; exec sleep 600"},
+		"boot": {"boot", "--", "sh", "-c", script},
 	}
 	if os.Geteuid() == 0 {
-		commands["vmexec"] = []string{"vmexec", "--", "/bin/sh", "-c", "echo started; exec sleep 600"}
+		commands["vmexec"] = []string{"vmexec", "--", "/bin/sh", "-c", script}
 	} else {
 		t.Log("not root: vmexec is not tried (virtiofsd needs root)")
 	}
@@ -88,11 +91,15 @@ func signalCase(t *testing.T, cli string, args []string, end string) {
 		t.Fatal(err)
 	}
 	waited := make(chan error, 1)
+	rest := make(chan string, 1)
 	go func() {
 		started := make(chan bool, 1)
 		go func() {
-			line, _ := bufio.NewReader(out).ReadString('\n')
+			r := bufio.NewReader(out)
+			line, _ := r.ReadString('\n')
 			started <- line == "started\n"
+			b, _ := io.ReadAll(r)
+			rest <- string(b)
 		}()
 		select {
 		case ok := <-started:
@@ -133,6 +140,13 @@ func signalCase(t *testing.T, cli string, args []string, end string) {
 		var ee *exec.ExitError
 		if !errors.As(werr, &ee) || ee.ExitCode() != 128+int(sig) {
 			t.Errorf("after %s the CLI ended with %v, want exit status %d\n%s", end, werr, 128+int(sig), stderr.String())
+		}
+	}
+	if _, catchable := signalsByName[end]; catchable && end != "SIGKILL" {
+		// The guest program got the signal before the teardown (busybox
+		// sh may run its trap twice for SIGINT).
+		if got := <-rest; !strings.HasPrefix(got, "caught\n") {
+			t.Errorf("after %s the guest program printed %q, want %q", end, got, "caught\n")
 		}
 	}
 	if end == "SIGQUIT" && (!strings.Contains(stderr.String(), "SIGQUIT: quit") || !strings.Contains(stderr.String(), "goroutine ")) {

@@ -22,9 +22,11 @@ import (
 	"os/signal"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/supermachine-go/supermachine-kernel/agent"
 	"github.com/supermachine-go/supermachine-kernel/internal/lifetime"
 	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
 )
@@ -120,9 +122,19 @@ func tearDown(sig syscall.Signal, cancel context.CancelCauseFunc, done <-chan in
 	if sig == syscall.SIGQUIT {
 		stacks = allStacks()
 	}
-	cancel(signalError{sig})
 	timer := time.NewTimer(teardownLimit)
 	defer timer.Stop()
+	forwarded := make(chan struct{})
+	go func() {
+		defer close(forwarded)
+		forwardSignal(sig)
+	}()
+	select {
+	case <-forwarded:
+	case <-timer.C:
+	case <-sigs:
+	}
+	cancel(signalError{sig})
 	select {
 	case <-done:
 	case <-timer.C:
@@ -134,6 +146,56 @@ func tearDown(sig syscall.Signal, cancel context.CancelCauseFunc, done <-chan in
 		fmt.Fprintf(stderr, "SIGQUIT: quit\n\n%s", stacks)
 	}
 	return 128 + int(sig)
+}
+
+// forwardGrace is how long the program a command runs in the guest gets
+// to end after a signal passed on to it, before the teardown: enough for
+// a Go test binary to print its goroutine stacks on SIGQUIT.
+const forwardGrace = 2 * time.Second
+
+var (
+	forwarderMu sync.Mutex
+	forwarder   func(syscall.Signal)
+)
+
+// setSignalForwarder makes f the way a signal the CLI gets reaches the
+// program it runs in the guest, until the returned function is called.
+func setSignalForwarder(f func(syscall.Signal)) (clear func()) {
+	forwarderMu.Lock()
+	forwarder = f
+	forwarderMu.Unlock()
+	return func() {
+		forwarderMu.Lock()
+		forwarder = nil
+		forwarderMu.Unlock()
+	}
+}
+
+// forwardSignal passes sig on to the guest program, if there is one, and
+// waits (at most forwardGrace) for it to end.
+func forwardSignal(sig syscall.Signal) {
+	forwarderMu.Lock()
+	f := forwarder
+	forwarderMu.Unlock()
+	if f != nil {
+		f(sig)
+	}
+}
+
+// guestForwarder passes a signal on to cmd, running in the guest, and
+// waits for done or forwardGrace.
+func guestForwarder(cmd *agent.Cmd, done <-chan struct{}) func(syscall.Signal) {
+	return func(sig syscall.Signal) {
+		if cmd.Signal(agent.Signal(signalName(sig))) != nil {
+			return
+		}
+		t := time.NewTimer(forwardGrace)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+		}
+	}
 }
 
 // allStacks is the stacks of every goroutine, as Go prints them on

@@ -47,6 +47,13 @@ func runCommand(ctx context.Context, c *agent.Client, argv []string, tty bool, s
 		defer signal.Stop(winch)
 	}
 	err := cmd.Start()
+	if err == nil {
+		// A signal to the CLI reaches the command first, as a signal to
+		// a shell's foreground job would.
+		done := make(chan struct{})
+		defer close(done)
+		defer setSignalForwarder(guestForwarder(cmd, done))()
+	}
 	if err == nil && winch != nil {
 		defer relayResizes(winch, func() {
 			if rows, cols, err := termSize(os.Stdin); err == nil {

@@ -222,7 +222,16 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if st, err := os.Stdin.Stat(); err == nil && st.Mode()&os.ModeCharDevice == 0 && st.Mode()&os.ModeNamedPipe != 0 {
 		cmd.Stdin = os.Stdin
 	}
-	runErr := cmd.Run()
+	// A signal to vmexec reaches the binary first, as on the host: a Go
+	// test binary prints its goroutine stacks on go test's SIGQUIT.
+	runErr := cmd.Start()
+	if runErr == nil {
+		done := make(chan struct{})
+		clear := setSignalForwarder(guestForwarder(cmd, done))
+		runErr = cmd.Wait()
+		close(done)
+		clear()
+	}
 	code := 0
 	var ee *agent.ExitError
 	switch {
