@@ -129,22 +129,31 @@ func MkdirTemp(kind string) (string, error) {
 	if kind == "" || strings.ContainsAny(kind, "-/*") {
 		return "", fmt.Errorf("lifetime: bad temporary directory kind %q", kind)
 	}
-	dir, err := os.MkdirTemp("", tempPrefix+kind+"-"+strconv.Itoa(os.Getpid())+"-")
+	// The directory is made and marked under a hidden name, then renamed:
+	// a sweep of another process never sees it unmarked (and would take
+	// it for a dead owner's in the moment between mkdir and flock).
+	hidden, err := os.MkdirTemp("", "."+tempPrefix+kind+"-"+strconv.Itoa(os.Getpid())+"-")
 	if err != nil {
 		return "", err
 	}
-	f, err := os.OpenFile(filepath.Join(dir, ownerFile), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	dir := filepath.Join(filepath.Dir(hidden), strings.TrimPrefix(filepath.Base(hidden), "."))
+	f, err := os.OpenFile(filepath.Join(hidden, ownerFile), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err == nil {
 		err = lockOwner(f)
+	}
+	if err == nil {
+		_, err = fmt.Fprintf(f, "%d\n", os.Getpid())
+	}
+	if err == nil {
+		err = os.Rename(hidden, dir)
 	}
 	if err != nil {
 		if f != nil {
 			f.Close()
 		}
-		os.RemoveAll(dir)
-		return "", fmt.Errorf("lifetime: marking %s: %w", dir, err)
+		os.RemoveAll(hidden)
+		return "", fmt.Errorf("lifetime: marking %s: %w", hidden, err)
 	}
-	fmt.Fprintf(f, "%d\n", os.Getpid())
 	tempMu.Lock()
 	temps[dir] = f
 	tempMu.Unlock()
@@ -178,8 +187,8 @@ func RemoveTemps() {
 	}
 }
 
-// sweepGrace is how long an unmarked directory (its owner died between
-// making it and marking it, or it predates the mark) is left alone.
+// sweepGrace is how long a directory whose owner died while making it
+// (hidden, not renamed yet), or one without the mark, is left alone.
 const sweepGrace = time.Minute
 
 // Sweep removes the directories [MkdirTemp] made in os.TempDir() whose
@@ -197,10 +206,23 @@ func Sweep(before func(dir string)) ([]string, error) {
 	var removed []string
 	var errs []error
 	for _, e := range ents {
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), tempPrefix) {
+		hidden := strings.HasPrefix(e.Name(), "."+tempPrefix)
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), tempPrefix) && !hidden {
 			continue
 		}
 		dir := filepath.Join(root, e.Name())
+		if hidden {
+			// Being marked now, or abandoned while it was.
+			if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < sweepGrace {
+				continue
+			}
+			if err := os.RemoveAll(dir); err != nil {
+				errs = append(errs, err)
+			} else {
+				removed = append(removed, dir)
+			}
+			continue
+		}
 		tempMu.Lock()
 		_, mine := temps[dir]
 		tempMu.Unlock()

@@ -122,21 +122,65 @@ func TestSweep(t *testing.T) {
 	}
 }
 
-// An unmarked directory of the same name is swept only once it is older
-// than the grace period (its owner may be marking it right now).
+// An unmarked directory of the same name, or a hidden one (its owner
+// died while marking it), is swept only once it is older than the grace
+// period.
 func TestSweepUnmarked(t *testing.T) {
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("%sunmarked-%d-1234", tempPrefix, os.Getpid()))
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
+	for _, name := range []string{
+		fmt.Sprintf("%sunmarked-%d-1234", tempPrefix, os.Getpid()),
+		fmt.Sprintf(".%shidden-%d-1234", tempPrefix, os.Getpid()),
+	} {
+		dir := filepath.Join(os.TempDir(), name)
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		if removed, _ := Sweep(nil); slices.Contains(removed, dir) {
+			t.Fatalf("a fresh %s was swept", name)
+		}
+		old := time.Now().Add(-2 * sweepGrace)
+		os.Chtimes(dir, old, old)
+		if removed, _ := Sweep(nil); !slices.Contains(removed, dir) {
+			t.Fatalf("an old %s was not swept", name)
+		}
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if removed, _ := Sweep(nil); slices.Contains(removed, dir) {
-		t.Fatal("a fresh unmarked directory was swept")
+}
+
+// Processes making directories while others sweep: no sweep ever removes
+// a directory whose owner lives.
+func TestSweepRacesMkdir(t *testing.T) {
+	stop := make(chan struct{})
+	swept := make(chan []string)
+	go func() {
+		var all []string
+		for {
+			select {
+			case <-stop:
+				swept <- all
+				return
+			default:
+			}
+			r, _ := Sweep(nil)
+			all = append(all, r...)
+		}
+	}()
+	var mine []string
+	for range 200 {
+		d, err := MkdirTemp("race")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mine = append(mine, d)
 	}
-	old := time.Now().Add(-2 * sweepGrace)
-	os.Chtimes(dir, old, old)
-	if removed, _ := Sweep(nil); !slices.Contains(removed, dir) {
-		t.Fatal("an old unmarked directory was not swept")
+	close(stop)
+	all := <-swept
+	for _, d := range mine {
+		if slices.Contains(all, d) {
+			t.Errorf("a sweep removed %s, whose owner lives", d)
+		}
+		if err := RemoveTemp(d); err != nil {
+			t.Error(err)
+		}
 	}
 }
 
