@@ -71,6 +71,9 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer lifetime.RemoveTemp(dir)
+	if err := checkSocketDir(dir); err != nil {
+		return err
+	}
 
 	progress("preparing the kernel, initramfs and root image")
 	kernelAsset := kernel.Kernel
@@ -193,4 +196,13 @@ func shellQuote(argv []string) string {
 		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 	}
 	return strings.Join(q, " ")
+}
+
+// checkSocketDir refuses a temporary directory too deep for the Unix
+// sockets the CLI and QEMU make in it (the longest is virtiofsd.sock).
+func checkSocketDir(dir string) error {
+	if p := filepath.Join(dir, "virtiofsd.sock"); len(p) > qemu.MaxSocketPath {
+		return fmt.Errorf("TMPDIR %s is too long: the sockets made in it (%s) would pass the %d bytes of a Unix socket path; set TMPDIR to a shorter directory", os.TempDir(), p, qemu.MaxSocketPath)
+	}
+	return nil
 }

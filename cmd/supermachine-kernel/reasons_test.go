@@ -54,6 +54,23 @@ func TestBadFlagsRefused(t *testing.T) {
 	}
 }
 
+// A TMPDIR too deep for the sockets made in it is refused by name, and
+// nothing is left in it.
+func TestLongTMPDIRRefused(t *testing.T) {
+	long := filepath.Join(t.TempDir(), strings.Repeat("d", 100))
+	if err := os.Mkdir(long, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TMPDIR", long)
+	code, _, errs := runCLI(t, "boot", "--", "true")
+	if code != 1 || !strings.Contains(errs, "TMPDIR "+long+" is too long") {
+		t.Errorf("exit %d, stderr %q", code, errs)
+	}
+	if ents, _ := os.ReadDir(long); len(ents) != 0 {
+		t.Errorf("left in TMPDIR: %v", ents)
+	}
+}
+
 // exec -connect to an agent that accepts the connection and never
 // answers (a paused guest) gives up after -connect-timeout, saying what
 // did not answer.

@@ -174,6 +174,9 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer lifetime.RemoveTemp(dir)
+	if err := checkSocketDir(dir); err != nil {
+		return err
+	}
 	progress("starting virtiofsd")
 	fsd, err := startVirtiofsd(ctx, dir, binds, logw)
 	if err != nil {

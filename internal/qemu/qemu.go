@@ -200,14 +200,14 @@ func OptValue(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 // (COMMAND_LINE_SIZE, 2048 on x86-64 and arm64), its final NUL included.
 const maxCmdline = 2048
 
-// maxSocketPath is the longest Unix socket path: sockaddr_un's sun_path
+// MaxSocketPath is the longest Unix socket path: sockaddr_un's sun_path
 // holds 108 bytes on Linux (104 on macOS), its final NUL included.
-const maxSocketPath = 103
+const MaxSocketPath = 103
 
 // checkSocketPath refuses a Unix socket path the kernel cannot bind.
 func checkSocketPath(what, path string) error {
-	if len(path) > maxSocketPath {
-		return fmt.Errorf("qemu: %s %s is %d bytes long; a Unix socket path takes at most %d: use a shorter directory", what, path, len(path), maxSocketPath)
+	if len(path) > MaxSocketPath {
+		return fmt.Errorf("qemu: %s %s is %d bytes long; a Unix socket path takes at most %d: use a shorter directory", what, path, len(path), MaxSocketPath)
 	}
 	return nil
 }
