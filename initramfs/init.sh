@@ -79,7 +79,13 @@ else
 	mount -t tmpfs -o "size=$OVERLAY_SIZE,mode=0755" tmpfs /rw || fail "mount tmpfs size=$OVERLAY_SIZE (supermachine.overlay_size)"
 fi
 mkdir -p /rw/upper /rw/work || fail "mkdir upper and work dirs"
-mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /newroot ||
+OVERLAYOPTS=lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work
+# File handles (name_to_handle_at, open_by_handle_at) work on the root as
+# on the host's own file systems. The index this needs ties an upper
+# layer to its lower one, so only a fresh tmpfs upper gets it; a lower
+# without file handles (9p) makes the kernel fall back to no index.
+[ -z "$UPPER" ] && OVERLAYOPTS="$OVERLAYOPTS,index=on,nfs_export=on"
+mount -t overlay overlay -o "$OVERLAYOPTS" /newroot ||
 	fail "mount overlay of $ROOT"
 
 for d in dev proc sys run; do
