@@ -71,7 +71,7 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer lifetime.RemoveTemp(dir)
-	if err := checkSocketDir(dir); err != nil {
+	if err := checkSocketDir(dir, "agent.sock"); err != nil {
 		return err
 	}
 
@@ -199,9 +199,9 @@ func shellQuote(argv []string) string {
 }
 
 // checkSocketDir refuses a temporary directory too deep for the Unix
-// sockets the CLI and QEMU make in it (the longest is virtiofsd.sock).
-func checkSocketDir(dir string) error {
-	if p := filepath.Join(dir, "virtiofsd.sock"); len(p) > qemu.MaxSocketPath {
+// socket named name that the CLI makes in it.
+func checkSocketDir(dir, name string) error {
+	if p := filepath.Join(dir, name); len(p) > qemu.MaxSocketPath {
 		return fmt.Errorf("TMPDIR %s is too long: the sockets made in it (%s) would pass the %d bytes of a Unix socket path; set TMPDIR to a shorter directory", os.TempDir(), p, qemu.MaxSocketPath)
 	}
 	return nil

@@ -69,7 +69,12 @@ var signalsByName = map[string]syscall.Signal{
 }
 
 func signalCase(t *testing.T, cli string, args []string, end string) {
-	tmp := t.TempDir()
+	// Short: the sockets the CLI makes in TMPDIR must fit a socket path.
+	tmp, err := os.MkdirTemp("", "sig")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
 	marker := "SUPERMACHINE_SIGNAL_TEST=" + filepath.Base(tmp) + strconv.FormatInt(time.Now().UnixNano(), 36)
 	env := append(os.Environ(), "TMPDIR="+tmp, marker)
 	var cmd *exec.Cmd

@@ -35,7 +35,12 @@ func TestVMExecOddPaths(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := t.TempDir()
+	// Short: the sockets made in TMPDIR must fit a socket path.
+	base, err := os.MkdirTemp("", "odd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
 	kdir, wd, tmp := filepath.Join(base, "k,e y=ü"), filepath.Join(base, "w,d=ü"), filepath.Join(base, "t,m=ü")
 	for _, d := range []string{kdir, wd, tmp} {
 		if err := os.Mkdir(d, 0o755); err != nil {

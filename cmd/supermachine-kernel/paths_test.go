@@ -36,7 +36,13 @@ func TestBootOddPaths(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := filepath.Join(t.TempDir(), oddName)
+	// Short: the sockets made in TMPDIR must fit a socket path.
+	top, err := os.MkdirTemp("", "odd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(top) })
+	base := filepath.Join(top, oddName)
 	for _, d := range []string{"root", "tmp", "cache"} {
 		if err := os.MkdirAll(filepath.Join(base, d+","+oddName), 0o755); err != nil {
 			t.Fatal(err)

@@ -174,7 +174,7 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer lifetime.RemoveTemp(dir)
-	if err := checkSocketDir(dir); err != nil {
+	if err := checkSocketDir(dir, "virtiofsd.sock"); err != nil {
 		return err
 	}
 	progress("starting virtiofsd")

@@ -201,8 +201,9 @@ func OptValue(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 const maxCmdline = 2048
 
 // MaxSocketPath is the longest Unix socket path: sockaddr_un's sun_path
-// holds 108 bytes on Linux (104 on macOS), its final NUL included.
-const MaxSocketPath = 103
+// holds 108 bytes on Linux and 104 on macOS and the BSDs, its final NUL
+// included.
+var MaxSocketPath = map[bool]int{true: 107, false: 103}[runtime.GOOS == "linux"]
 
 // checkSocketPath refuses a Unix socket path the kernel cannot bind.
 func checkSocketPath(what, path string) error {
