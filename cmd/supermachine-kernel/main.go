@@ -73,9 +73,11 @@ func main() {
 	}
 	// What earlier runs killed with SIGKILL left: their temporary
 	// directories and, where no parent-death signal exists, their QEMUs.
+	// Best effort: what cannot be removed now is tried again next time.
 	lifetime.Sweep(qemu.QuitLeftover)
 	// The CLI ends (and tears down) when the program that started it
-	// dies.
+	// dies. Best effort too: without it a SIGKILL of the parent leaves
+	// the CLI running until it ends on its own.
 	lifetime.DieWithParent(syscall.SIGTERM)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, exitSignals...)

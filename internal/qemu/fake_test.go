@@ -126,10 +126,22 @@ func serveFakeQMP(path string, status *atomic.Value, stop <-chan struct{}) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	conn, err := l.Accept()
-	if err != nil {
-		return
+	for first := true; ; first = false {
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		if first {
+			go serveFakeQMPConn(conn, status, stop)
+		} else {
+			go serveFakeQMPConn(conn, status, nil)
+		}
 	}
+}
+
+// serveFakeQMPConn serves one QMP client; stop, if not nil, sends it a
+// STOP event when closed.
+func serveFakeQMPConn(conn net.Conn, status *atomic.Value, stop <-chan struct{}) {
 	var mu sync.Mutex
 	enc := json.NewEncoder(conn)
 	send := func(v any) {
@@ -138,10 +150,12 @@ func serveFakeQMP(path string, status *atomic.Value, stop <-chan struct{}) {
 		enc.Encode(v)
 	}
 	send(map[string]any{"QMP": map[string]any{"version": map[string]any{"qemu": map[string]int{"major": 7}}, "capabilities": []string{}}})
-	go func() {
-		<-stop
-		send(map[string]any{"event": "STOP", "timestamp": map[string]int{"seconds": 0}})
-	}()
+	if stop != nil {
+		go func() {
+			<-stop
+			send(map[string]any{"event": "STOP", "timestamp": map[string]int{"seconds": 0}})
+		}()
+	}
 	dec := json.NewDecoder(conn)
 	for {
 		var cmd struct{ Execute string }
@@ -149,6 +163,9 @@ func serveFakeQMP(path string, status *atomic.Value, stop <-chan struct{}) {
 			return
 		}
 		switch cmd.Execute {
+		case "quit":
+			send(map[string]any{"return": map[string]any{}})
+			os.Exit(0)
 		case "query-status":
 			st := status.Load().(string)
 			send(map[string]any{"return": map[string]any{"status": st, "running": st == "running"}})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -89,4 +90,31 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// A QEMU whose owner died without stopping it (on macOS, which has no
+// parent-death signal) quits when the sweep asks it through the QMP
+// socket in its temporary directory.
+func TestQuitLeftover(t *testing.T) {
+	fakeHost(t)
+	var n notes
+	c := fakeConfig(t, "boots", "off", &n)
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	vm, err := Start(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Kill()
+	ents, _ := os.ReadDir(tmp)
+	if len(ents) != 1 {
+		t.Fatalf("%d entries in TMPDIR, want QEMU's directory", len(ents))
+	}
+	vm.mon.Disconnect() // as the dead owner's connection is gone
+	QuitLeftover(filepath.Join(tmp, ents[0].Name()))
+	select {
+	case <-vm.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("QEMU still runs 10 s after it was told to quit")
+	}
 }

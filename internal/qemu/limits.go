@@ -11,8 +11,10 @@ import (
 // Limits are the guest sizes a boot accepts for an arch.
 type Limits struct {
 	// MinMemoryMiB is the least memory the bundled kernel and agent
-	// initramfs boot to a ready agent in, measured under TCG: amd64 boots
-	// with 50 MiB and not 48, arm64 with 48 and not 44.
+	// initramfs boot to a ready agent in, measured under TCG
+	// (supermachine-kernel boot -kvm off -mem N -- true on amd64, and
+	// vmexec -kvm off -mem N of a binary of each arch): amd64 boots with
+	// 50 MiB and not 48, arm64 with 48 and not 44.
 	MinMemoryMiB int
 	// MaxMemoryMiB is QEMU's limit for the machine (1 TiB here).
 	MaxMemoryMiB int

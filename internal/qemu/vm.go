@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -780,19 +781,32 @@ func lastLines(s string, n int) string {
 // QuitLeftover asks a QEMU left running in dir, the temporary directory
 // of a VM whose owner died without stopping it, to quit through its QMP
 // socket. Where the kernel kills children with their parent (Linux) there
-// is none; elsewhere a SIGKILL of the owner leaves QEMU running.
+// is none; elsewhere a SIGKILL of the owner leaves QEMU running. It gives
+// up after a few seconds.
 func QuitLeftover(dir string) {
 	sock := filepath.Join(dir, "qmp.sock")
 	if _, err := os.Stat(sock); err != nil {
 		return
 	}
-	mon, err := qmp.NewSocketMonitor("unix", sock, time.Second)
+	conn, err := net.DialTimeout("unix", sock, time.Second)
 	if err != nil {
+		return // nobody listens: QEMU is gone
+	}
+	defer conn.Close()
+	// QEMU serves one monitor client at a time; the dead owner's
+	// connection is closed, so this one is served, or the deadline ends
+	// the attempt.
+	conn.SetDeadline(time.Now().Add(3 * time.Second))
+	r := bufio.NewReader(conn)
+	if _, err := r.ReadString('\n'); err != nil { // the greeting
 		return
 	}
-	if mon.Connect() != nil {
+	if _, err := io.WriteString(conn, `{"execute":"qmp_capabilities"}`+"\n"); err != nil {
 		return
 	}
-	defer mon.Disconnect()
-	mon.Run([]byte(`{"execute":"quit"}`))
+	if _, err := r.ReadString('\n'); err != nil {
+		return
+	}
+	io.WriteString(conn, `{"execute":"quit"}`+"\n")
+	r.ReadString('\n')
 }
