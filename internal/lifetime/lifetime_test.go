@@ -190,7 +190,8 @@ func TestChildDiesWithOwner(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("only Linux has a parent-death signal")
 	}
-	helper, _, child := startOwner(t)
+	helper, dir, child := startOwner(t)
+	t.Cleanup(func() { os.RemoveAll(dir) }) // the dead owner's, not swept here
 	// The thread that asked for the child is gone: the child lives on.
 	time.Sleep(200 * time.Millisecond)
 	if !alive(child) {
