@@ -1,9 +1,10 @@
 //go:build linux
 
-// Command supermachine-agent is the supermachine guest agent. It runs as
-// PID 1 inside the guest's container after the initramfs init has done
-// switch_root, and serves exec, file and control RPCs to the host over
-// AF_VSOCK and a virtio-serial port. See agent/README.md for its
+// Command supermachine-agent is the supermachine guest agent. As /init of
+// the agent initramfs it first does the init's work (package
+// internal/guestinit: root, overlay, mounts, switch root), then serves, as
+// PID 1 of the guest's container, exec, file and control RPCs to the host
+// over AF_VSOCK and a virtio-serial port. See agent/README.md for its
 // configuration and agent/PROTOCOL.md for the protocol.
 package main
 
@@ -26,6 +27,8 @@ import (
 	"github.com/supermachine-go/supermachine-kernel/agent/pid1"
 	"github.com/supermachine-go/supermachine-kernel/agent/protocol"
 	"github.com/supermachine-go/supermachine-kernel/agent/server"
+	"github.com/supermachine-go/supermachine-kernel/internal/guestinit"
+	"github.com/supermachine-go/supermachine-kernel/internal/initconfig"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,6 +40,9 @@ func main() {
 		debug.SetGCPercent(50)
 	}
 	isInit := os.Getpid() == 1
+	if isInit && guestinit.InInitramfs() {
+		initStage()
+	}
 	logger := log.New(os.Stderr, "supermachine-agent: ", 0)
 	if isInit {
 		// As init, our stderr may be missing or not the console.
@@ -59,6 +65,34 @@ func main() {
 }
 
 var errUsage = errors.New("usage")
+
+// initStage does the init's work as PID 1 of the agent initramfs: it
+// mounts the root under an overlay and switches to it (package
+// guestinit), and sets os.Args to the agent arguments of its settings.
+// On failure it reports what failed and ends the guest, with a rescue
+// shell first if the settings or the command line ask for one.
+func initStage() {
+	powerOff := func() error { return pid1.PowerOff(false) }
+	if err := guestinit.MountEarly(); err != nil {
+		guestinit.Fail(os.Stderr, err, false, powerOff)
+	}
+	b, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		guestinit.Fail(os.Stderr, fmt.Errorf("reading the kernel command line: %w", err), false, powerOff)
+	}
+	cmdline := string(b)
+	cfg, err := guestinit.Load(cmdline)
+	if err != nil {
+		// The rescue parameter counts even when another one is bad.
+		v, asked := pid1.ParseCmdline(cmdline)[initconfig.CmdlinePrefix+"rescue"]
+		rescue, _ := initconfig.ParseBool(v)
+		guestinit.Fail(os.Stderr, err, cfg.Rescue || asked && rescue, powerOff)
+	}
+	if err := guestinit.SetUp(context.Background(), cfg); err != nil {
+		guestinit.Fail(os.Stderr, err, cfg.Rescue, powerOff)
+	}
+	os.Args = append(os.Args[:1], cfg.AgentArgs...)
+}
 
 func run(logger *log.Logger, isInit bool) error {
 	var reaper *pid1.Reaper
