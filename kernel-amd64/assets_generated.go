@@ -81,13 +81,13 @@ func BusyboxXZ() string { return busyboxXZ }
 // The agent: static ELF, version 0.2.0.
 const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
-	AgentSize = 3317886
+	AgentSize = 3416190
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "f76ae830e004df4df219e1bbdb1675cf4a3cc479bc80d451fb52bc04b4cc6821"
+	AgentSHA256 = "5c75a4c2be6e6a9f39457bbbdfad113b3206cb1da196f407b1f6df3910d3f53c"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 1126048
+	AgentXZSize = 1155932
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "e525fbb4a39637c78f9cd9cb7e2f2f33932010c6706404823387129cf47ada42"
+	AgentXZSHA256 = "3d0efc74623b23fddd107ffb35e88e3cf78727d5a7e5e0ecfe7e744e0b4eff44"
 	// AgentVersion is the version.
 	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.

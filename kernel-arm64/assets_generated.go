@@ -71,13 +71,13 @@ func BusyboxXZ() string { return busyboxXZ }
 // The agent: static ELF, version 0.2.0.
 const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
-	AgentSize = 3276926
+	AgentSize = 3342462
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "0e23b852703c926508de8c4bb4b5a0c7b39825dfb916ec97f7861ec59d35020e"
+	AgentSHA256 = "2d3fb0065b0409ad800ae5e90adb6c3a37612523fe81869c4da00e1474f11c75"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 960888
+	AgentXZSize = 986688
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "038f1dae26a7313972db5b80e7225553dfd5eb1725fe261275e5416dbb0e00ed"
+	AgentXZSHA256 = "f3d8e139ffcb0de767d77288de0e1b298221a3d8954a10dde093ac4de660215a"
 	// AgentVersion is the version.
 	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.
