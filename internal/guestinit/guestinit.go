@@ -111,8 +111,10 @@ func Load(cmdline string) (initconfig.Config, error) {
 }
 
 // SetUp mounts the root and the overlay, the extra mounts, moves /dev,
-// /proc and /sys into the new root and switches to it.
-func SetUp(ctx context.Context, cfg initconfig.Config) error {
+// /proc and /sys into the new root and switches to it. It returns
+// freeInitramfs, which deletes the initramfs's files (they hold RAM) and
+// can run later, when the agent is serving.
+func SetUp(ctx context.Context, cfg initconfig.Config) (freeInitramfs func(), err error) {
 	wait := time.Duration(cfg.RootWait) * time.Second
 	rootFlags := uintptr(unix.MS_RDONLY)
 	switch cfg.RootFSType {
@@ -124,44 +126,44 @@ func SetUp(ctx context.Context, cfg initconfig.Config) error {
 		rootFlags = 0
 	default:
 		if err := waitDevice(ctx, "root device", cfg.Root, wait); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := mount(cfg.Root, lowerDir, cfg.RootFSType, rootFlags, ""); err != nil {
-		return fmt.Errorf("%w (supermachine.root, supermachine.rootfstype)", err)
+		return nil, fmt.Errorf("%w (supermachine.root, supermachine.rootfstype)", err)
 	}
 	if cfg.Upper != "" {
 		if err := waitDevice(ctx, "upper device", cfg.Upper, wait); err != nil {
-			return err
+			return nil, err
 		}
 		if err := mount(cfg.Upper, rwDir, cfg.UpperFSType, 0, ""); err != nil {
-			return fmt.Errorf("%w (supermachine.upper, supermachine.upperfstype)", err)
+			return nil, fmt.Errorf("%w (supermachine.upper, supermachine.upperfstype)", err)
 		}
 	} else if err := mount("tmpfs", rwDir, "tmpfs", 0, "size="+cfg.OverlaySize+",mode=0755"); err != nil {
-		return fmt.Errorf("%w (supermachine.overlay_size)", err)
+		return nil, fmt.Errorf("%w (supermachine.overlay_size)", err)
 	}
 	for _, d := range []string{rwDir + "/upper", rwDir + "/work"} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return fmt.Errorf("upper layer: %w", err)
+			return nil, fmt.Errorf("upper layer: %w", err)
 		}
 	}
 	opts := "lowerdir=" + lowerDir + ",upperdir=" + rwDir + "/upper,workdir=" + rwDir + "/work"
 	if err := mount("overlay", newRootDir, "overlay", 0, opts); err != nil {
-		return fmt.Errorf("overlay of %s: %w", cfg.Root, err)
+		return nil, fmt.Errorf("overlay of %s: %w", cfg.Root, err)
 	}
 	for _, d := range []string{"dev", "proc", "sys", "run"} {
-		if err := os.MkdirAll(filepath.Join(newRootDir, d), 0o755); err != nil {
-			return fmt.Errorf("the new root: %w", err)
+		if err := unix.Mkdir(newRootDir+"/"+d, 0o755); err != nil && err != unix.EEXIST {
+			return nil, fmt.Errorf("the new root: %w", os.NewSyscallError("mkdir /"+d, err))
 		}
 	}
 	for _, m := range cfg.Mounts {
 		if err := extraMount(ctx, m, wait); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for _, m := range earlyMounts {
 		if err := mount(m.target, newRootDir+m.target, "", unix.MS_MOVE, ""); err != nil {
-			return fmt.Errorf("moving %s into the new root: %w", m.target, err)
+			return nil, fmt.Errorf("moving %s into the new root: %w", m.target, err)
 		}
 	}
 	return switchRoot(newRootDir)
@@ -198,22 +200,39 @@ func extraMount(ctx context.Context, m initconfig.Mount, wait time.Duration) err
 	return nil
 }
 
-// mountFlags are the mount(8) options that are flags, not filesystem
-// data; a false set clears the flag.
-var mountFlags = map[string]struct {
-	set  bool
-	flag uintptr
-}{
-	"ro": {true, unix.MS_RDONLY}, "rw": {false, unix.MS_RDONLY},
-	"nosuid": {true, unix.MS_NOSUID}, "suid": {false, unix.MS_NOSUID},
-	"nodev": {true, unix.MS_NODEV}, "dev": {false, unix.MS_NODEV},
-	"noexec": {true, unix.MS_NOEXEC}, "exec": {false, unix.MS_NOEXEC},
-	"sync": {true, unix.MS_SYNCHRONOUS}, "async": {false, unix.MS_SYNCHRONOUS},
-	"dirsync": {true, unix.MS_DIRSYNC}, "noatime": {true, unix.MS_NOATIME}, "atime": {false, unix.MS_NOATIME},
-	"nodiratime": {true, unix.MS_NODIRATIME}, "diratime": {false, unix.MS_NODIRATIME},
-	"relatime": {true, unix.MS_RELATIME}, "norelatime": {false, unix.MS_RELATIME},
-	"strictatime": {true, unix.MS_STRICTATIME}, "lazytime": {true, unix.MS_LAZYTIME},
-	"rec": {true, unix.MS_REC}, "defaults": {false, 0},
+// mountFlag returns the mount(2) flag of a mount(8) option that is a
+// flag, not filesystem data, and whether the option sets or clears it.
+// (A switch, not a map: a map literal is built at start-up.)
+func mountFlag(opt string) (flag uintptr, set, ok bool) {
+	switch opt {
+	case "ro", "rw":
+		return unix.MS_RDONLY, opt == "ro", true
+	case "nosuid", "suid":
+		return unix.MS_NOSUID, opt == "nosuid", true
+	case "nodev", "dev":
+		return unix.MS_NODEV, opt == "nodev", true
+	case "noexec", "exec":
+		return unix.MS_NOEXEC, opt == "noexec", true
+	case "sync", "async":
+		return unix.MS_SYNCHRONOUS, opt == "sync", true
+	case "noatime", "atime":
+		return unix.MS_NOATIME, opt == "noatime", true
+	case "nodiratime", "diratime":
+		return unix.MS_NODIRATIME, opt == "nodiratime", true
+	case "relatime", "norelatime":
+		return unix.MS_RELATIME, opt == "relatime", true
+	case "dirsync":
+		return unix.MS_DIRSYNC, true, true
+	case "strictatime":
+		return unix.MS_STRICTATIME, true, true
+	case "lazytime":
+		return unix.MS_LAZYTIME, true, true
+	case "rec":
+		return unix.MS_REC, true, true
+	case "defaults":
+		return 0, false, true
+	}
+	return 0, false, false
 }
 
 // MountOptions splits mount(8) -o options into mount(2) flags and the
@@ -224,14 +243,14 @@ func MountOptions(opts string) (flags uintptr, data string) {
 		if o == "" {
 			continue
 		}
-		f, ok := mountFlags[o]
+		f, set, ok := mountFlag(o)
 		switch {
 		case !ok:
 			rest = append(rest, o)
-		case f.set:
-			flags |= f.flag
+		case set:
+			flags |= f
 		default:
-			flags &^= f.flag
+			flags &^= f
 		}
 	}
 	return flags, strings.Join(rest, ",")
@@ -276,29 +295,41 @@ func isBlockDevice(path string) bool {
 	return unix.Stat(path, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK
 }
 
-// switchRoot makes newRoot the root, as switch_root(8) does: it deletes
-// the initramfs's files (they are in RAM; the running binary's pages stay
-// until it exits), moves newRoot over / and changes root into it.
-func switchRoot(newRoot string) error {
-	if err := unix.Chdir(newRoot); err != nil {
-		return os.NewSyscallError("chdir "+newRoot, err)
-	}
+// switchRoot makes newRoot the root, as switch_root(8) does: it moves
+// newRoot over / and changes root into it. It returns a function that
+// deletes the initramfs's files (they are in RAM; the running binary's
+// pages stay until it exits), reaching the old root through a descriptor
+// opened before the switch.
+func switchRoot(newRoot string) (freeInitramfs func(), err error) {
 	var st unix.Stat_t
 	if err := unix.Stat("/", &st); err != nil {
-		return os.NewSyscallError("stat /", err)
+		return nil, os.NewSyscallError("stat /", err)
 	}
-	// Freeing the initramfs is worth doing but not worth failing for.
-	deleteContents("/", st.Dev)
+	oldRoot, err := os.Open("/")
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Chdir(newRoot); err != nil {
+		oldRoot.Close()
+		return nil, os.NewSyscallError("chdir "+newRoot, err)
+	}
 	if err := mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
-		return err
+		oldRoot.Close()
+		return nil, err
 	}
 	if err := unix.Chroot("."); err != nil {
-		return os.NewSyscallError("chroot", err)
+		oldRoot.Close()
+		return nil, os.NewSyscallError("chroot", err)
 	}
 	if err := unix.Chdir("/"); err != nil {
-		return os.NewSyscallError("chdir /", err)
+		oldRoot.Close()
+		return nil, os.NewSyscallError("chdir /", err)
 	}
-	return nil
+	return func() {
+		// /proc/self/fd/N leads to the old root from inside the new one.
+		deleteContents(fmt.Sprintf("/proc/self/fd/%d", oldRoot.Fd()), st.Dev)
+		oldRoot.Close()
+	}, nil
 }
 
 // deleteContents removes everything under dir that is on the filesystem

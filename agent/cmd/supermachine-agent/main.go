@@ -33,14 +33,9 @@ import (
 )
 
 func main() {
-	if os.Getenv("GOGC") == "" {
-		// The agent's live heap is tiny; collecting at 50% growth instead
-		// of 100% keeps its RSS after bursts of calls small (guest RAM is
-		// the user's), at a negligible CPU cost.
-		debug.SetGCPercent(50)
-	}
 	isInit := os.Getpid() == 1
-	if isInit && guestinit.InInitramfs() {
+	initramfsInit := isInit && guestinit.InInitramfs()
+	if initramfsInit {
 		initStage()
 	}
 	logger := log.New(os.Stderr, "supermachine-agent: ", 0)
@@ -50,12 +45,12 @@ func main() {
 			logger.SetOutput(io.Discard)
 		}
 		os.Setenv("PATH", server.DefaultPath)
-		if err := run(logger, true); err != nil {
+		if err := run(logger, true, initramfsInit); err != nil {
 			pid1.Fatal(logger.Writer(), err)
 		}
 		select {} // unreachable: run does not return nil as PID 1
 	}
-	if err := run(logger, false); err != nil {
+	if err := run(logger, false, false); err != nil {
 		if errors.Is(err, errUsage) {
 			os.Exit(2)
 		}
@@ -65,6 +60,10 @@ func main() {
 }
 
 var errUsage = errors.New("usage")
+
+// afterReady is work that can wait until the agent serves; it runs in
+// the background then.
+var afterReady []func()
 
 // initStage does the init's work as PID 1 of the agent initramfs: it
 // mounts the root under an overlay and switches to it (package
@@ -88,19 +87,33 @@ func initStage() {
 		rescue, _ := initconfig.ParseBool(v)
 		guestinit.Fail(os.Stderr, err, cfg.Rescue || asked && rescue, powerOff)
 	}
-	if err := guestinit.SetUp(context.Background(), cfg); err != nil {
+	free, err := guestinit.SetUp(context.Background(), cfg)
+	if err != nil {
 		guestinit.Fail(os.Stderr, err, cfg.Rescue, powerOff)
 	}
+	afterReady = append(afterReady, free)
 	os.Args = append(os.Args[:1], cfg.AgentArgs...)
 }
 
-func run(logger *log.Logger, isInit bool) error {
+// run serves as the agent. As PID 1 it also mounts what a container
+// expects and brings up the loopback interface; after the init stage
+// (afterInitStage: /dev, /proc and /sys are mounted) it does that after
+// it has started serving, holding requests back until it is done.
+func run(logger *log.Logger, isInit, afterInitStage bool) error {
 	var reaper *pid1.Reaper
+	var prepare []func()
 	if isInit {
 		// Start reaping before anything else can create orphans.
 		reaper = pid1.NewReaper()
-		if err := pid1.MountAll(); err != nil {
-			logger.Printf("mounts: %v", err)
+		mountAll := func() {
+			if err := pid1.MountAll(); err != nil {
+				logger.Printf("mounts: %v", err)
+			}
+		}
+		if afterInitStage {
+			prepare = append(prepare, mountAll)
+		} else {
+			mountAll()
 		}
 		if c, err := os.OpenFile("/dev/console", os.O_WRONLY|unix.O_NOCTTY, 0); err == nil {
 			if _, err := unix.FcntlInt(2, unix.F_GETFD, 0); err != nil {
@@ -142,9 +155,11 @@ func run(logger *log.Logger, isInit bool) error {
 		logger.Printf("%s", w)
 	}
 	if isInit {
-		if err := pid1.LoopbackUp(); err != nil {
-			logger.Printf("bringing up lo: %v", err)
-		}
+		prepare = append(prepare, func() {
+			if err := pid1.LoopbackUp(); err != nil {
+				logger.Printf("bringing up lo: %v", err)
+			}
+		})
 	}
 
 	scfg := server.Config{Version: protocol.AgentVersion, Logf: logger.Printf}
@@ -153,6 +168,10 @@ func run(logger *log.Logger, isInit bool) error {
 	}
 	if reaper != nil {
 		scfg.Starter = reaper
+	}
+	prepared := make(chan struct{})
+	if len(prepare) > 0 {
+		scfg.Prepared = prepared
 	}
 	srv := server.New(scfg)
 	shutdown := make(chan struct{})
@@ -208,7 +227,8 @@ func run(logger *log.Logger, isInit bool) error {
 	}
 	if cfg.listenUnix != "" {
 		os.Remove(cfg.listenUnix)
-		l, err := net.Listen("unix", cfg.listenUnix)
+		// ListenUnix, not Listen: Listen links the DNS resolver in.
+		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: cfg.listenUnix, Net: "unix"})
 		if err != nil {
 			return err
 		}
@@ -220,6 +240,23 @@ func run(logger *log.Logger, isInit bool) error {
 	up := server.Uptime()
 	// Boot tests grep for this line.
 	fmt.Fprintf(logger.Writer(), "supermachine-agent %s ready (%s) uptime=%.3fs\n", protocol.AgentVersion, strings.Join(served, ", "), up.Seconds())
+	go func() {
+		for _, f := range prepare {
+			f()
+		}
+		close(prepared)
+		if os.Getenv("GOGC") == "" {
+			// The agent's live heap is tiny; collecting at 50% growth
+			// instead of 100% keeps its RSS after bursts of calls small
+			// (guest RAM is the user's), at a negligible CPU cost. The
+			// heap before the first request is far below the first
+			// collection's 4 MiB, so this can wait.
+			debug.SetGCPercent(50)
+		}
+		for _, f := range afterReady {
+			f()
+		}
+	}()
 	// Serve until every transport failed. As PID 1 that is fatal.
 	for range served {
 		err := <-errs
