@@ -81,13 +81,13 @@ func BusyboxXZ() string { return busyboxXZ }
 // The agent: static ELF, version 0.2.0.
 const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
-	AgentSize = 3416190
+	AgentSize = 3166334
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "5c75a4c2be6e6a9f39457bbbdfad113b3206cb1da196f407b1f6df3910d3f53c"
+	AgentSHA256 = "bbb619713c112b64b8ba92a5ff803ccba41c085e2618223a0d1dfa7f45c41729"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 1155932
+	AgentXZSize = 1079528
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "3d0efc74623b23fddd107ffb35e88e3cf78727d5a7e5e0ecfe7e744e0b4eff44"
+	AgentXZSHA256 = "a72166a8b474f66fa6d25836c81deea84f7f9c62742fd8a2771a2fdb5947f970"
 	// AgentVersion is the version.
 	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.

@@ -71,13 +71,13 @@ func BusyboxXZ() string { return busyboxXZ }
 // The agent: static ELF, version 0.2.0.
 const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
-	AgentSize = 3342462
+	AgentSize = 3145854
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "2d3fb0065b0409ad800ae5e90adb6c3a37612523fe81869c4da00e1474f11c75"
+	AgentSHA256 = "0a84d986d8642fdbd2fb0170b504a675ef91880fe8279fe6e4966493ced861f7"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 986688
+	AgentXZSize = 920568
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "f3d8e139ffcb0de767d77288de0e1b298221a3d8954a10dde093ac4de660215a"
+	AgentXZSHA256 = "3edc5d48cf18d23417914038b06161759e1e0044166a8436decd6c1558b0ae85"
 	// AgentVersion is the version.
 	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.
