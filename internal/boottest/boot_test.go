@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/supermachine-go/supermachine-kernel/agent"
+	"github.com/supermachine-go/supermachine-kernel/internal/poll"
 	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
 )
 
@@ -276,17 +277,15 @@ func TestInitFailureRescueShell(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// The guest reads the commands when its shell starts; the
-			// pipe stays open until QEMU has exited.
+			// The commands are typed once the shell prompts (input
+			// that comes earlier may be flushed); the pipe stays open
+			// until QEMU has exited.
 			in, typed, err := os.Pipe()
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer in.Close()
 			defer typed.Close()
-			if _, err := typed.WriteString("echo RESCUE-$((6*7)) $(cat /supermachine/init.json)\nexit\n"); err != nil {
-				t.Fatal(err)
-			}
 			vm, err := qemu.Start(ctx, qemu.Config{
 				Arch: arch, Kernel: im.Kernel, Initrd: im.Initrd, ConsoleInput: in,
 				Append: []string{"supermachine.root=/dev/vdz", "supermachine.rootwait=1", "supermachine.rescue=1"},
@@ -297,6 +296,15 @@ func TestInitFailureRescueShell(t *testing.T) {
 			}
 			wctx, wcancel := context.WithTimeout(ctx, 90*time.Second)
 			defer wcancel()
+			if err := poll.Until(wctx, poll.Peer, "the rescue shell's prompt", func() (bool, error) {
+				return strings.Contains(vm.Console(), "rescue# "), nil
+			}); err != nil {
+				vm.Kill()
+				t.Fatalf("%v:\n%s", err, vm.Console())
+			}
+			if _, err := typed.WriteString("echo RESCUE-$((6*7)) $(cat /supermachine/init.json)\nexit\n"); err != nil {
+				t.Fatal(err)
+			}
 			if err := vm.Wait(wctx); errors.Is(err, context.DeadlineExceeded) {
 				vm.Kill()
 				t.Fatalf("the guest did not end after the rescue shell exited:\n%s", vm.Console())
