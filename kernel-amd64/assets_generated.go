@@ -83,11 +83,11 @@ const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
 	AgentSize = 3166334
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "bbb619713c112b64b8ba92a5ff803ccba41c085e2618223a0d1dfa7f45c41729"
+	AgentSHA256 = "167d067629e2b502497534408618a14fc2de6859e52be05f14ae2e7e3333d5b0"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 1079528
+	AgentXZSize = 1078724
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "a72166a8b474f66fa6d25836c81deea84f7f9c62742fd8a2771a2fdb5947f970"
+	AgentXZSHA256 = "e77f801f8390ddef96d620627f40314534df5e5601da3ec055ec079d8234c420"
 	// AgentVersion is the version.
 	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.

@@ -73,11 +73,11 @@ const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
 	AgentSize = 3145854
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "0a84d986d8642fdbd2fb0170b504a675ef91880fe8279fe6e4966493ced861f7"
+	AgentSHA256 = "72a8a90ac31573c3ec2345e08106b029ee73ac9d2d4e9ef589a6f85db4f19091"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 920568
+	AgentXZSize = 919832
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "3edc5d48cf18d23417914038b06161759e1e0044166a8436decd6c1558b0ae85"
+	AgentXZSHA256 = "98c7830ca8678e402a1fbb1f9c75acb168cc4f2430dbab1c40a9fc59f42abcde"
 	// AgentVersion is the version.
 	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.
