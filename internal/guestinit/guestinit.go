@@ -87,9 +87,14 @@ func MountEarly() error {
 // one, then the supermachine.* parameters of cmdline, each applied over
 // the last (mounts add up), over the defaults. /proc must be mounted.
 func Load(cmdline string) (initconfig.Config, error) {
+	return load("/", cmdline)
+}
+
+// load is Load with the settings files under root.
+func load(root, cmdline string) (initconfig.Config, error) {
 	cfg := initconfig.Defaults()
 	for _, f := range []string{initconfig.ArchiveFile, initconfig.BootFile} {
-		b, err := os.ReadFile("/" + f)
+		b, err := os.ReadFile(filepath.Join(root, f))
 		if errors.Is(err, os.ErrNotExist) && f == initconfig.BootFile {
 			continue
 		}

@@ -3,9 +3,15 @@
 package guestinit
 
 import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/supermachine-go/supermachine-kernel/internal/initconfig"
 )
 
 func TestMountOptions(t *testing.T) {
@@ -58,5 +64,47 @@ func TestDeleteContents(t *testing.T) {
 	deleteContents(dir, st.Dev+1)
 	if unix.Stat(dir+"/keep", &st) != nil {
 		t.Fatal("deleted across filesystems")
+	}
+}
+
+// Settings apply in order: defaults, the archive's file, the segment's
+// file, the command line; mounts and agent arguments add up.
+func TestLoad(t *testing.T) {
+	root := t.TempDir()
+	write := func(name, content string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Join(root, "supermachine"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(initconfig.ArchiveFile, `{"root":"/dev/vdb","overlay_size":"1g","mounts":[{"source":"a","target":"/a","fstype":"tmpfs"}],"agent_args":["-debug"]}`)
+	cfg, err := load(root, "console=ttyS0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Root != "/dev/vdb" || cfg.RootFSType != "squashfs" || cfg.OverlaySize != "1g" || cfg.RootWait != 5 || len(cfg.Mounts) != 1 {
+		t.Fatalf("archive only: %+v", cfg)
+	}
+	write(initconfig.BootFile, `{"root":"/dev/vdc","mounts":[{"source":"/lower/x y","target":"/x: y","fstype":"bind"}]}`)
+	cfg, err = load(root, `supermachine.root=/dev/vdd "supermachine.mount=b:/b c:tmpfs:size=1m" supermachine.rescue`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := initconfig.Config{Root: "/dev/vdd", RootFSType: "squashfs", OverlaySize: "1g", UpperFSType: "ext4", RootWait: 5,
+		Mounts: []initconfig.Mount{{Source: "a", Target: "/a", FSType: "tmpfs"}, {Source: "/lower/x y", Target: "/x: y", FSType: "bind"},
+			{Source: "b", Target: "/b c", FSType: "tmpfs", Options: "size=1m"}},
+		AgentArgs: []string{"-debug"}, Rescue: true}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("got %+v\nwant %+v", cfg, want)
+	}
+	write(initconfig.BootFile, `{"mounts":[{"source":"x"}]}`)
+	if _, err := load(root, ""); err == nil || !strings.Contains(err.Error(), initconfig.BootFile) {
+		t.Fatalf("bad segment file: %v", err)
+	}
+	if _, err := load(t.TempDir(), ""); err == nil {
+		t.Fatal("no settings file accepted")
 	}
 }
