@@ -1,6 +1,6 @@
 // Package initramfs writes the agent initramfs: a newc cpio archive whose
-// /init is the supermachine agent itself, with its settings as a small JSON
-// file (supermachine/init.json) and the bundled static busybox as the
+// /init is the supermachine agent itself, with its settings as a small text
+// file (supermachine/init.conf) and the bundled static busybox as the
 // toolbox and rescue shell. No shell script runs at boot: the agent, as
 // PID 1, mounts the root image under a writable overlay, switches root to
 // it and serves.

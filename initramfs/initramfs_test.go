@@ -70,7 +70,7 @@ func TestArchiveLayout(t *testing.T) {
 		}
 	}
 	// The default settings file sets nothing: the init's defaults apply.
-	if s := e["supermachine/init.json"]; s.data != "{}\n" || !s.mode.IsRegular() {
+	if s, ok := e["supermachine/init.conf"]; !ok || s.data != "" || !s.mode.IsRegular() {
 		t.Errorf("settings file: %+v", s)
 	}
 	// The kernel unpacks in order: directories before their entries.
@@ -125,7 +125,7 @@ func TestSettingsFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, e := readArchive(t, b)
-	got, err := initconfig.Decode([]byte(e["supermachine/init.json"].data))
+	got, err := initconfig.Decode([]byte(e["supermachine/init.conf"].data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestSegment(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, e := readArchive(t, seg)
-	got, err := initconfig.Decode([]byte(e["supermachine/boot.json"].data))
+	got, err := initconfig.Decode([]byte(e["supermachine/boot.conf"].data))
 	if err != nil {
 		t.Fatal(err)
 	}

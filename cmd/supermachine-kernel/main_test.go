@@ -83,7 +83,7 @@ func TestExtractAndInitramfs(t *testing.T) {
 		t.Fatalf("initramfs: %d %s", code, errs)
 	}
 	b, err := os.ReadFile(ir)
-	for _, want := range []string{`"rootfstype":"ext4"`, `"mounts":[{"source":"/dev/vdb","target":"/data","fstype":"ext4"}]`} {
+	for _, want := range []string{`rootfstype "ext4"`, `mount "/dev/vdb" "/data" "ext4" ""`} {
 		if err != nil || !bytes.Contains(b, []byte(want)) {
 			t.Errorf("initramfs archive lacks %s in its settings file (%v)", want, err)
 		}

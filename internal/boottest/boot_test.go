@@ -302,7 +302,7 @@ func TestInitFailureRescueShell(t *testing.T) {
 				vm.Kill()
 				t.Fatalf("%v:\n%s", err, vm.Console())
 			}
-			if _, err := typed.WriteString("echo RESCUE-$((6*7)) $(cat /supermachine/init.json)\nexit\n"); err != nil {
+			if _, err := typed.WriteString("echo RESCUE-$((6*7)) $(ls /supermachine)\nexit\n"); err != nil {
 				t.Fatal(err)
 			}
 			if err := vm.Wait(wctx); errors.Is(err, context.DeadlineExceeded) {
@@ -310,7 +310,7 @@ func TestInitFailureRescueShell(t *testing.T) {
 				t.Fatalf("the guest did not end after the rescue shell exited:\n%s", vm.Console())
 			}
 			c := vm.Console()
-			for _, want := range []string{"supermachine-init: FATAL: root device /dev/vdz", "supermachine-init: rescue shell", "RESCUE-42 {}", "supermachine-init: rescue shell ended"} {
+			for _, want := range []string{"supermachine-init: FATAL: root device /dev/vdz", "supermachine-init: rescue shell", "RESCUE-42 init.conf", "supermachine-init: rescue shell ended"} {
 				if !strings.Contains(c, want) {
 					t.Errorf("console lacks %q:\n%s", want, c)
 				}

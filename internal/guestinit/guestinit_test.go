@@ -80,7 +80,7 @@ func TestLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write(initconfig.ArchiveFile, `{"root":"/dev/vdb","overlay_size":"1g","mounts":[{"source":"a","target":"/a","fstype":"tmpfs"}],"agent_args":["-debug"]}`)
+	write(initconfig.ArchiveFile, "root \"/dev/vdb\"\noverlay_size \"1g\"\nmount \"a\" \"/a\" \"tmpfs\" \"\"\nagent_arg \"-debug\"\n")
 	cfg, err := load(root, "console=ttyS0")
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +88,7 @@ func TestLoad(t *testing.T) {
 	if cfg.Root != "/dev/vdb" || cfg.RootFSType != "squashfs" || cfg.OverlaySize != "1g" || cfg.RootWait != 5 || len(cfg.Mounts) != 1 {
 		t.Fatalf("archive only: %+v", cfg)
 	}
-	write(initconfig.BootFile, `{"root":"/dev/vdc","mounts":[{"source":"/lower/x y","target":"/x: y","fstype":"bind"}]}`)
+	write(initconfig.BootFile, `root "/dev/vdc"`+"\n"+`mount "/lower/x y" "/x: y" "bind" ""`+"\n")
 	cfg, err = load(root, `supermachine.root=/dev/vdd "supermachine.mount=b:/b c:tmpfs:size=1m" supermachine.rescue`)
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +100,7 @@ func TestLoad(t *testing.T) {
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("got %+v\nwant %+v", cfg, want)
 	}
-	write(initconfig.BootFile, `{"mounts":[{"source":"x"}]}`)
+	write(initconfig.BootFile, `mount "x" "" "ext4" ""`)
 	if _, err := load(root, ""); err == nil || !strings.Contains(err.Error(), initconfig.BootFile) {
 		t.Fatalf("bad segment file: %v", err)
 	}

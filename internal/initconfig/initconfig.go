@@ -5,12 +5,22 @@
 // appended per boot, and supermachine.* kernel command line parameters,
 // each parsed as one word. Nothing here ever reaches a shell.
 //
+// A settings file has one setting a line: a name, then its values as Go
+// double-quoted strings (strconv.Quote), so that any byte can be carried:
+//
+//	root "/dev/vdb"
+//	mount "/lower/home/a b" "/home/a b" "bind" "ro"
+//	agent_arg "-debug"
+//
+// Blank lines and lines starting with # are ignored. The format is read
+// without reflection: the agent reads it before it serves, where every
+// first use of code costs under emulation.
+//
 // The package is portable: it holds no mounting, so that the host can
 // validate settings at build time on any GOOS.
 package initconfig
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -23,8 +33,8 @@ import (
 // segment appended for one boot and is applied after it.
 const (
 	Dir         = "supermachine"
-	ArchiveFile = Dir + "/init.json"
-	BootFile    = Dir + "/boot.json"
+	ArchiveFile = Dir + "/init.conf"
+	BootFile    = Dir + "/boot.conf"
 )
 
 // CmdlinePrefix starts every parameter of the init and the agent on the
@@ -34,25 +44,25 @@ const CmdlinePrefix = "supermachine."
 // Mount is an extra filesystem mounted in the new root before the agent
 // serves.
 type Mount struct {
-	Source  string `json:"source"`            // device, share tag, or for bind a path in the initramfs (/lower/DIR)
-	Target  string `json:"target"`            // absolute path in the new root
-	FSType  string `json:"fstype"`            // ext4, virtiofs, tmpfs, …; bind for a bind mount
-	Options string `json:"options,omitempty"` // mount(8) -o options
+	Source  string // device, share tag, or for bind a path in the initramfs (/lower/DIR)
+	Target  string // absolute path in the new root
+	FSType  string // ext4, virtiofs, tmpfs, …; bind for a bind mount
+	Options string // mount(8) -o options
 }
 
 // Config is the init's settings. The zero value of a field means "not
 // set": [Config.Merge] keeps the earlier value then, and [Defaults] fills
 // in the rest.
 type Config struct {
-	Root        string   `json:"root,omitempty"`         // root device, or the share's tag for virtiofs and 9p
-	RootFSType  string   `json:"rootfstype,omitempty"`   // squashfs, ext4, virtiofs, 9p
-	OverlaySize string   `json:"overlay_size,omitempty"` // tmpfs size= of the upper layer
-	Upper       string   `json:"upper,omitempty"`        // writable block device for the upper layer
-	UpperFSType string   `json:"upperfstype,omitempty"`  // its filesystem
-	RootWait    int      `json:"rootwait,omitempty"`     // seconds to wait for each device
-	Mounts      []Mount  `json:"mounts,omitempty"`       // extra mounts, in order
-	AgentArgs   []string `json:"agent_args,omitempty"`   // flags for the agent
-	Rescue      bool     `json:"rescue,omitempty"`       // a busybox shell on the console when the init fails
+	Root        string   // root device, or the share's tag for virtiofs and 9p
+	RootFSType  string   // squashfs, ext4, virtiofs, 9p
+	OverlaySize string   // tmpfs size= of the upper layer
+	Upper       string   // writable block device for the upper layer
+	UpperFSType string   // its filesystem
+	RootWait    int      // seconds to wait for each device
+	Mounts      []Mount  // extra mounts, in order
+	AgentArgs   []string // flags for the agent
+	Rescue      bool     // a busybox shell on the console when the init fails
 }
 
 // Defaults are the settings of an initramfs built with no options.
@@ -154,27 +164,126 @@ func ParseMount(spec string) (Mount, error) {
 	return m, nil
 }
 
-// Decode parses a settings file, refusing unknown fields.
+// Decode parses a settings file, refusing unknown settings.
 func Decode(b []byte) (Config, error) {
 	var c Config
-	d := json.NewDecoder(strings.NewReader(string(b)))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&c); err != nil {
-		return Config{}, fmt.Errorf("%w: %v", ErrBadSetting, err)
+	for n, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name, rest, _ := strings.Cut(line, " ")
+		vals, err := unquoteAll(rest)
+		if err == nil {
+			err = c.set(name, vals)
+		}
+		if err == nil {
+			err = c.Validate()
+		}
+		if err != nil {
+			return Config{}, fmt.Errorf("line %d: %w", n+1, err)
+		}
 	}
-	return c, c.Validate()
+	return c, nil
 }
 
-// Encode returns the settings file for c.
+// set applies one line of a settings file.
+func (c *Config) set(name string, vals []string) error {
+	want := 1
+	if name == "mount" {
+		want = 4
+	}
+	if len(vals) != want {
+		return fmt.Errorf("%w: %s takes %d quoted values, not %d", ErrBadSetting, name, want, len(vals))
+	}
+	v := vals[0]
+	switch name {
+	case "root":
+		c.Root = v
+	case "rootfstype":
+		c.RootFSType = v
+	case "overlay_size":
+		c.OverlaySize = v
+	case "upper":
+		c.Upper = v
+	case "upperfstype":
+		c.UpperFSType = v
+	case "rootwait":
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("%w: rootwait %q is not a number of seconds", ErrBadSetting, v)
+		}
+		c.RootWait = n
+	case "mount":
+		c.Mounts = append(c.Mounts, Mount{Source: vals[0], Target: vals[1], FSType: vals[2], Options: vals[3]})
+	case "agent_arg":
+		c.AgentArgs = append(c.AgentArgs, v)
+	case "rescue":
+		b, err := ParseBool(v)
+		if err != nil {
+			return err
+		}
+		c.Rescue = b
+	default:
+		return fmt.Errorf("%w: unknown setting %q", ErrBadSetting, name)
+	}
+	return nil
+}
+
+// unquoteAll parses blank-separated Go double-quoted strings.
+func unquoteAll(s string) ([]string, error) {
+	var out []string
+	for s = strings.TrimLeft(s, " \t"); s != ""; s = strings.TrimLeft(s, " \t") {
+		q, err := strconv.QuotedPrefix(s)
+		if err != nil || q[0] != '"' {
+			return nil, fmt.Errorf("%w: want a double-quoted string at %q", ErrBadSetting, s)
+		}
+		v, err := strconv.Unquote(q)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %q: %v", ErrBadSetting, q, err)
+		}
+		out = append(out, v)
+		s = s[len(q):]
+	}
+	return out, nil
+}
+
+// Encode returns the settings file for c: only the set fields, in a
+// fixed order.
 func Encode(c Config) ([]byte, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	b, err := json.Marshal(c)
-	if err != nil {
-		return nil, err
+	var b strings.Builder
+	line := func(name string, vals ...string) {
+		b.WriteString(name)
+		for _, v := range vals {
+			b.WriteByte(' ')
+			b.WriteString(strconv.Quote(v))
+		}
+		b.WriteByte('\n')
 	}
-	return append(b, '\n'), nil
+	for _, f := range []struct{ name, v string }{
+		{"root", c.Root}, {"rootfstype", c.RootFSType}, {"overlay_size", c.OverlaySize},
+		{"upper", c.Upper}, {"upperfstype", c.UpperFSType},
+	} {
+		if f.v != "" {
+			line(f.name, f.v)
+		}
+	}
+	if c.RootWait != 0 {
+		line("rootwait", strconv.Itoa(c.RootWait))
+	}
+	for _, m := range c.Mounts {
+		line("mount", m.Source, m.Target, m.FSType, m.Options)
+	}
+	for _, a := range c.AgentArgs {
+		line("agent_arg", a)
+	}
+	if c.Rescue {
+		line("rescue", "1")
+	}
+	return []byte(b.String()), nil
 }
 
 // InitParams are the init's parameter names on the kernel command line,

@@ -77,10 +77,30 @@ func TestMergeAndCodec(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(back, c) {
 		t.Fatalf("round trip: %+v %v", back, err)
 	}
-	if _, err := Decode([]byte(`{"roots":"x"}`)); !errors.Is(err, ErrBadSetting) {
-		t.Fatalf("unknown field: %v", err)
+	for _, bad := range []string{
+		`roots "x"`, `mount "a" "" "ext4" ""`, `mount "a" "/a" "ext4"`, `root /dev/vda`, `root "a" "b"`,
+		`root "unterminated`, `rootwait "soon"`, `rescue "maybe"`, `overlay_size "lots"`,
+	} {
+		if _, err := Decode([]byte("# settings\n\n" + bad + "\n")); !errors.Is(err, ErrBadSetting) || !strings.Contains(err.Error(), "line 3") {
+			t.Errorf("%s: %v, want ErrBadSetting naming line 3", bad, err)
+		}
 	}
-	if _, err := Decode([]byte(`{"mounts":[{"source":"a","fstype":"ext4"}]}`)); !errors.Is(err, ErrBadSetting) {
-		t.Fatalf("mount without target: %v", err)
+}
+
+// Any byte goes through a settings file: blanks, quotes, newlines.
+func TestCodecAnyBytes(t *testing.T) {
+	c := Config{Root: "tag with \"quotes\"\nand a newline", RootFSType: "virtiofs", Rescue: true,
+		Mounts:    []Mount{{"/lower/a b:c", "/a b:c $(reboot)", "bind", "ro"}},
+		AgentArgs: []string{"-debug", "`x` 'y' \\ z"}}
+	b, err := Encode(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Decode(b)
+	if err != nil || !reflect.DeepEqual(back, c) {
+		t.Fatalf("round trip of %q: %+v %v", b, back, err)
+	}
+	if empty, err := Encode(Config{}); err != nil || len(empty) != 0 {
+		t.Fatalf("empty settings: %q %v", empty, err)
 	}
 }

@@ -35,8 +35,9 @@ import (
 func main() {
 	isInit := os.Getpid() == 1
 	initramfsInit := isInit && guestinit.InInitramfs()
+	cmdline := ""
 	if initramfsInit {
-		initStage()
+		cmdline = initStage()
 	}
 	logger := log.New(os.Stderr, "supermachine-agent: ", 0)
 	if isInit {
@@ -45,12 +46,12 @@ func main() {
 			logger.SetOutput(io.Discard)
 		}
 		os.Setenv("PATH", server.DefaultPath)
-		if err := run(logger, true, initramfsInit); err != nil {
+		if err := run(logger, true, initramfsInit, cmdline); err != nil {
 			pid1.Fatal(logger.Writer(), err)
 		}
 		select {} // unreachable: run does not return nil as PID 1
 	}
-	if err := run(logger, false, false); err != nil {
+	if err := run(logger, false, false, ""); err != nil {
 		if errors.Is(err, errUsage) {
 			os.Exit(2)
 		}
@@ -67,10 +68,10 @@ var afterReady []func()
 
 // initStage does the init's work as PID 1 of the agent initramfs: it
 // mounts the root under an overlay and switches to it (package
-// guestinit), and sets os.Args to the agent arguments of its settings.
-// On failure it reports what failed and ends the guest, with a rescue
+// guestinit), sets os.Args to the agent arguments of its settings and
+// returns the kernel command line. On failure it reports what failed and ends the guest, with a rescue
 // shell first if the settings or the command line ask for one.
-func initStage() {
+func initStage() (cmdline string) {
 	powerOff := func() error { return pid1.PowerOff(false) }
 	if err := guestinit.MountEarly(); err != nil {
 		guestinit.Fail(os.Stderr, err, false, powerOff)
@@ -79,7 +80,7 @@ func initStage() {
 	if err != nil {
 		guestinit.Fail(os.Stderr, fmt.Errorf("reading the kernel command line: %w", err), false, powerOff)
 	}
-	cmdline := string(b)
+	cmdline = string(b)
 	cfg, err := guestinit.Load(cmdline)
 	if err != nil {
 		// The rescue parameter counts even when another one is bad.
@@ -93,13 +94,15 @@ func initStage() {
 	}
 	afterReady = append(afterReady, free)
 	os.Args = append(os.Args[:1], cfg.AgentArgs...)
+	return strings.TrimSpace(cmdline)
 }
 
 // run serves as the agent. As PID 1 it also mounts what a container
 // expects and brings up the loopback interface; after the init stage
 // (afterInitStage: /dev, /proc and /sys are mounted) it does that after
 // it has started serving, holding requests back until it is done.
-func run(logger *log.Logger, isInit, afterInitStage bool) error {
+// cmdline is the kernel command line if the init stage read it.
+func run(logger *log.Logger, isInit, afterInitStage bool, cmdline string) error {
 	var reaper *pid1.Reaper
 	var prepare []func()
 	if isInit {
@@ -131,8 +134,7 @@ func run(logger *log.Logger, isInit, afterInitStage bool) error {
 			}
 		}()
 	}
-	cmdline := ""
-	if isInit {
+	if isInit && cmdline == "" {
 		b, err := os.ReadFile("/proc/cmdline")
 		if err != nil {
 			logger.Printf("reading kernel command line: %v", err)
