@@ -83,11 +83,11 @@ const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
 	AgentSize = 3166334
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "167d067629e2b502497534408618a14fc2de6859e52be05f14ae2e7e3333d5b0"
+	AgentSHA256 = "78b2a364483798c22eea8cdf0b8164373e4e1e7cc39efb0b20d0c228c5d8037f"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 1078724
+	AgentXZSize = 1078012
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "e77f801f8390ddef96d620627f40314534df5e5601da3ec055ec079d8234c420"
+	AgentXZSHA256 = "d93632e2e815f3e303e7a36904fe261962581a1a92dcac6b09b973cc7f3e8fe4"
 	// AgentVersion is the version.
 	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.

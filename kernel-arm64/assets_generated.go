@@ -73,11 +73,11 @@ const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
 	AgentSize = 3145854
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "72a8a90ac31573c3ec2345e08106b029ee73ac9d2d4e9ef589a6f85db4f19091"
+	AgentSHA256 = "0e7be8211e40b015f9a26f4ebc9471e26f36c4cd1d48cfd92a102759ab83a9fe"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 919832
+	AgentXZSize = 918296
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "98c7830ca8678e402a1fbb1f9c75acb168cc4f2430dbab1c40a9fc59f42abcde"
+	AgentXZSHA256 = "301bba3ef5b5773429920616c4b813721944f4b17ce32128c3f59ff2c956a7fa"
 	// AgentVersion is the version.
 	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.
