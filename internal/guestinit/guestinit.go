@@ -85,7 +85,7 @@ func MountEarly() error {
 // Load returns the init's settings: the archive's settings file, then a
 // per-boot settings file from an appended initramfs segment if there is
 // one, then the supermachine.* parameters of cmdline, each applied over
-// the last (mounts add up), over the defaults. /proc must be mounted.
+// the last (mounts add up), over the defaults.
 func Load(cmdline string) (initconfig.Config, error) {
 	return load("/", cmdline)
 }

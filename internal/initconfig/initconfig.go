@@ -23,6 +23,7 @@ package initconfig
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -127,6 +128,8 @@ func (m Mount) Validate() error {
 		return fmt.Errorf("%w: mount of %q has no target", ErrBadSetting, m.Source)
 	case !strings.HasPrefix(m.Target, "/"):
 		return fmt.Errorf("%w: mount target %q is not an absolute path", ErrBadSetting, m.Target)
+	case slices.Contains(strings.Split(m.Target, "/"), ".."):
+		return fmt.Errorf("%w: mount target %q leaves the new root (..)", ErrBadSetting, m.Target)
 	case m.FSType == "":
 		return fmt.Errorf("%w: mount of %q on %q has no filesystem type", ErrBadSetting, m.Source, m.Target)
 	case strings.ContainsRune(m.Source+m.Target+m.FSType+m.Options, 0):

@@ -35,7 +35,7 @@ func TestFromCmdline(t *testing.T) {
 func TestFromCmdlineBad(t *testing.T) {
 	for _, word := range []string{
 		"supermachine.mount=/dev/vdb", "supermachine.mount=/dev/vdb::ext4", "supermachine.mount=/dev/vdb:data:ext4",
-		"supermachine.mount=:/data:ext4", "supermachine.overlay_size=lots", "supermachine.overlay_size=1x",
+		"supermachine.mount=:/data:ext4", "supermachine.mount=/dev/vdb:/data/../../etc:ext4", "supermachine.overlay_size=lots", "supermachine.overlay_size=1x",
 		"supermachine.rootwait=soon", "supermachine.rootwait=0", "supermachine.rootfstype=ext5",
 		"supermachine.root=", "supermachine.rescue=maybe",
 	} {
