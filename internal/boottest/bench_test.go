@@ -34,9 +34,6 @@ const AnchorEnv = "SUPERMACHINE_ANCHOR_KERNEL"
 var readyRE = regexp.MustCompile(`supermachine-agent \S+ ready .*uptime=([0-9.]+)s`)
 var initRE = regexp.MustCompile(`BOOTTEST-INIT uptime=([0-9.]+)`)
 
-// runInitRE is the kernel's message as it executes /init.
-var runInitRE = regexp.MustCompile(`\[\s*([0-9.]+)\] Run /init as init process`)
-
 // BenchmarkBoot boots each arch b.N times (run with -benchtime=10x) and
 // reports the guest uptime when the agent is ready and the host wall time
 // from starting QEMU to the reply of the first exec, as median and spread
@@ -222,19 +219,15 @@ const CompareInitrdEnv = "SUPERMACHINE_COMPARE_INITRD"
 // iteration, in rotating order, it boots the bundled kernel into the
 // busybox /init of benchInitBoot, into the agent initramfs, and, with
 // CompareInitrdEnv_<ARCH> set, into that other initramfs, all in the same
-// machine (devices, command line, root image). It reports each one's
-// median uptime (init-uptime: busybox's /init started; ready-uptime: the
-// agent is ready), and userspace-p50-ms: what the init and the agent add
-// to the boot, the agent-ready uptime minus the busybox /init uptime. As
-// the speed of a guest under TCG varies by tens of percent from boot to
-// boot, that is taken within each boot, from the kernel's "Run /init"
-// message: the median of (ready - run) minus the median of (busybox /init
-// - run) — the difference of the uptime medians is reported too
-// (userspace-uptime-diff-ms). agent-rss-KiB is the agent's RSS after its
-// first exec (VmRSS of PID 1). Figures of the other initramfs carry a
-// "compare-" prefix. For the shell-init initramfs of an earlier commit,
-// build it there with initramfs.Build and the embedded busybox and agent,
-// then:
+// machine (devices, command line, root image). It reports each one's median uptime, the
+// agent-ready medians minus the busybox /init median (userspace-p50-ms:
+// what the init and the agent add), and the agent's RSS after its first
+// exec (agent-rss-KiB, VmRSS of PID 1). A guest under TCG runs tens of
+// percent faster or slower from one boot to the next on a loaded machine:
+// take enough iterations, and note the load. Figures of the other initramfs
+// carry a "compare-" prefix. For the shell-init initramfs of an earlier
+// commit, build it there with initramfs.Build and the embedded busybox
+// and agent, then:
 //
 //	SUPERMACHINE_COMPARE_INITRD_AMD64=/tmp/old-amd64.cpio go test -run '^$' -bench 'BenchmarkBoot/amd64/userspace' -benchtime 10x ./internal/boottest/
 func benchUserSpace(b *testing.B, arch string) {
@@ -256,46 +249,38 @@ func benchUserSpace(b *testing.B, arch string) {
 	extra := strings.Fields(os.Getenv("SUPERMACHINE_BENCH_CMDLINE"))
 	n := len(initrds) + 1 // the last turn is busybox's
 	ready := make([][]float64, len(initrds))
-	sinceRun := make([][]float64, len(initrds)) // ready - Run /init
 	rss := make([][]float64, len(initrds))
-	var initUp, initSinceRun []float64
+	var initUp []float64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for j := range n {
 			k := (i + j) % n
 			if k == len(initrds) {
-				up, run := initBootOnce(b, im, dir, busyboxInit, extra)
-				initUp = append(initUp, up)
-				initSinceRun = append(initSinceRun, up-run)
+				initUp = append(initUp, initBootOnce(b, im, dir, busyboxInit, extra))
 				continue
 			}
 			im.Initrd = initrds[k]
-			r, run, kib := userSpaceBootOnce(b, im, dir, extra)
+			r, kib := userSpaceBootOnce(b, im, dir, extra)
 			ready[k] = append(ready[k], r)
-			sinceRun[k] = append(sinceRun[k], r-run)
 			rss[k] = append(rss[k], kib)
 		}
 	}
 	b.StopTimer()
 	report(b, "init-uptime", initUp)
-	report(b, "init-since-run", initSinceRun)
 	for k := range initrds {
 		prefix := ""
 		if k > 0 {
 			prefix = "compare-"
 		}
 		report(b, prefix+"ready-uptime", ready[k])
-		report(b, prefix+"ready-since-run", sinceRun[k])
-		b.ReportMetric(median(sinceRun[k])-median(initSinceRun), prefix+"userspace-p50-ms")
-		b.ReportMetric(median(ready[k])-median(initUp), prefix+"userspace-uptime-diff-ms")
+		b.ReportMetric(median(ready[k])-median(initUp), prefix+"userspace-p50-ms")
 		b.ReportMetric(median(rss[k]), prefix+"agent-rss-KiB")
 	}
 }
 
-// userSpaceBootOnce boots im and returns the agent-ready uptime and the
-// uptime of the kernel's "Run /init" (ms), and the agent's VmRSS (KiB)
-// after its first exec.
-func userSpaceBootOnce(b *testing.B, im *Images, dir string, extra []string) (ready, run, rssKiB float64) {
+// userSpaceBootOnce boots im and returns the agent-ready uptime (ms) and
+// the agent's VmRSS (KiB) after its first exec.
+func userSpaceBootOnce(b *testing.B, im *Images, dir string, extra []string) (ready, rssKiB float64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	g, err := Boot(ctx, im, dir, false, extra...)
@@ -307,36 +292,22 @@ func userSpaceBootOnce(b *testing.B, im *Images, dir string, extra []string) (re
 	if err != nil {
 		b.Fatal(err)
 	}
-	dmesg, err := g.Shell(ctx, "dmesg")
-	if err != nil {
-		b.Fatal(err)
-	}
-	run = uptimeMS(b, runInitRE, dmesg)
 	if f := strings.Fields(out); len(f) < 2 {
 		b.Fatalf("VmRSS of PID 1: %q", out)
 	} else if rssKiB, err = strconv.ParseFloat(f[1], 64); err != nil {
 		b.Fatalf("VmRSS of PID 1: %q", out)
 	}
-	return uptimeMS(b, readyRE, g.VM.Console()), run, rssKiB
-}
-
-// uptimeMS returns the uptime (ms) that re's first group finds in text.
-func uptimeMS(b *testing.B, re *regexp.Regexp, text string) float64 {
-	m := re.FindStringSubmatch(text)
+	m := readyRE.FindStringSubmatch(g.VM.Console())
 	if m == nil {
-		b.Fatalf("no match for %s in:\n%s", re, text)
+		b.Fatalf("no ready line on the console:\n%s", g.VM.Console())
 	}
-	up, err := strconv.ParseFloat(m[1], 64)
-	if err != nil {
-		b.Fatalf("%s: %v", m[0], err)
-	}
-	return math.Round(up * 1000)
+	up, _ := strconv.ParseFloat(m[1], 64)
+	return math.Round(up * 1000), rssKiB
 }
 
 // initBootOnce boots the machine of im (same devices, same command line)
-// into the busybox /init of initrd and returns the uptime it printed and
-// that of the kernel's "Run /init" (ms).
-func initBootOnce(b *testing.B, im *Images, dir, initrd string, extra []string) (up, run float64) {
+// into the busybox /init of initrd and returns the uptime (ms) it printed.
+func initBootOnce(b *testing.B, im *Images, dir, initrd string, extra []string) float64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cfg := Config(im, dir, false, extra...)
@@ -345,10 +316,13 @@ func initBootOnce(b *testing.B, im *Images, dir, initrd string, extra []string) 
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := vm.Wait(ctx); err != nil && ctx.Err() != nil {
-		b.Fatalf("the busybox /init did not end the guest: %v\n%s", err, vm.Console())
+	err = vm.Wait(ctx)
+	m := initRE.FindStringSubmatch(vm.Console())
+	if m == nil {
+		b.Fatalf("no uptime line (err %v):\n%s", err, vm.Console())
 	}
-	return uptimeMS(b, initRE, vm.Console()), uptimeMS(b, runInitRE, vm.Console())
+	u, _ := strconv.ParseFloat(m[1], 64)
+	return u * 1000
 }
 
 // benchInitBoot boots kernel (default: the bundled one of arch) into a
@@ -401,7 +375,6 @@ read up idle < /proc/uptime
 /bin/busybox mount -t devtmpfs dev /dev
 exec 0<>/dev/console 1>&0 2>&0
 echo "BOOTTEST-INIT uptime=$up"
-/bin/busybox dmesg | /bin/busybox grep "Run /init"
 /bin/busybox reboot -f
 `
 	var buf bytes.Buffer
