@@ -83,11 +83,11 @@ const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
 	AgentSize = 3166334
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "78b2a364483798c22eea8cdf0b8164373e4e1e7cc39efb0b20d0c228c5d8037f"
+	AgentSHA256 = "78d53f721d5ed070c1f54fb650921bf026db8cbb4decd3f72ab81a52c60699e9"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 1078012
+	AgentXZSize = 1078000
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "d93632e2e815f3e303e7a36904fe261962581a1a92dcac6b09b973cc7f3e8fe4"
+	AgentXZSHA256 = "2150fa6d0b345590bf099fda59806d284531dd72f186b6d9fbe81e850915790c"
 	// AgentVersion is the version.
 	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.

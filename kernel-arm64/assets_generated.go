@@ -73,11 +73,11 @@ const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
 	AgentSize = 3145854
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "0e7be8211e40b015f9a26f4ebc9471e26f36c4cd1d48cfd92a102759ab83a9fe"
+	AgentSHA256 = "0598bfc0796d2d1642d5c998ccabc272ca362ed6ae0492e13a51e308de973636"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 918296
+	AgentXZSize = 919324
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "301bba3ef5b5773429920616c4b813721944f4b17ce32128c3f59ff2c956a7fa"
+	AgentXZSHA256 = "998046bcd3e99773c66c61f88f5acf82a6eadb10ab2b1b339f0e993ede55ad5e"
 	// AgentVersion is the version.
 	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.
