@@ -19,8 +19,8 @@ import (
 // The generated boot files (the agent initramfs and the default busybox
 // root) are cached by content in <asset cache>/boot/, so a repeated boot
 // prepares in well under 20 ms. A file there is complete or absent: each
-// is written to a temporary file in the same directory and renamed into
-// place, and concurrent writers of one key write the same content.
+// is written through atomicfile, and concurrent writers of one key write
+// the same content.
 
 // bootCacheDir is <asset cache>/boot, created if needed.
 func bootCacheDir() (string, error) {
@@ -121,27 +121,14 @@ func cachedBusyboxRoot(ctx context.Context) (string, error) {
 	if err := rootfs.WriteBusyboxTree(tree, bb, nil); err != nil {
 		return "", err
 	}
-	tmp := filepath.Join(work, "root.squashfs")
-	if err := rootfs.Squashfs(ctx, tree, tmp, "zstd"); err != nil {
+	// The image is about a megabyte: read back and written atomically.
+	img := filepath.Join(work, "root.squashfs")
+	if err := rootfs.Squashfs(ctx, tree, img, "zstd"); err != nil {
 		return "", err
 	}
-	if err := syncFile(tmp); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return "", fmt.Errorf("boot file cache: %w", err)
-	}
-	return path, syncFile(dir)
-}
-
-func syncFile(path string) error {
-	f, err := os.Open(path)
+	b, err := os.ReadFile(img)
 	if err != nil {
-		return err
+		return "", err
 	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", path, err)
-	}
-	return nil
+	return path, atomicfile.WriteFile(ctx, path, b, 0o644)
 }

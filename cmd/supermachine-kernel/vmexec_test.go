@@ -132,7 +132,7 @@ func TestVMExecGoTest(t *testing.T) {
 			if err != nil {
 				t.Fatalf("go test: %v\n%s", err, out)
 			}
-			for _, want := range []string{"--- PASS: TestKernelNetns", "--- PASS: TestKernelTmpfs", "--- PASS: TestKernelCgroup", "--- PASS: TestKernelOpenUnlinkFstat", "--- PASS: TestOutput", "coverage:"} {
+			for _, want := range []string{"--- PASS: TestKernelNetns", "--- PASS: TestKernelTmpfs", "--- PASS: TestKernelCgroup", "--- PASS: TestKernelOpenUnlinkFstat", "--- PASS: TestKernelFileHandles", "--- PASS: TestOutput", "coverage:"} {
 				if strings.Count(out, want) < 2 && want != "coverage:" || !strings.Contains(out, want) {
 					t.Errorf("output lacks %q (twice for -count=2):\n%s", want, out)
 				}
@@ -167,6 +167,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"unsafe"
 )
 
 func inGuest(t *testing.T) {
@@ -254,6 +255,63 @@ func TestKernelOpenUnlinkFstat(t *testing.T) {
 		}
 		f.Close()
 	}
+}
+
+// File handles work on the overlay root as on the host, again after the
+// file was closed; on the shared working directory they work while the
+// guest holds the file (virtiofsd forgets a node the guest dropped, and
+// the call then fails with ESTALE: see the README).
+func TestKernelFileHandles(t *testing.T) {
+	inGuest(t)
+	wd, _ := os.Getwd()
+	held, err := os.Open("go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	for _, p := range []string{"/", "/etc", filepath.Join(wd, "go.mod")} {
+		var st syscall.Stat_t
+		if err := syscall.Stat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			if ino := openByHandle(t, p); ino != st.Ino {
+				t.Fatalf("%s: open_by_handle_at #%d opened inode %d, want %d", p, i+1, ino, st.Ino)
+			}
+		}
+	}
+}
+
+// openByHandle opens path through name_to_handle_at and open_by_handle_at
+// and returns the inode number of what it opened.
+func openByHandle(t *testing.T, path string) uint64 {
+	nr := map[string][2]uintptr{"amd64": {303, 304}, "arm64": {264, 265}}[runtime.GOARCH]
+	const maxHandle = 128
+	// struct file_handle: handle_bytes, handle_type, f_handle[]; both
+	// arches are little-endian.
+	var fh [8 + maxHandle]byte
+	fh[0] = maxHandle
+	name, _ := syscall.BytePtrFromString(path)
+	atFDCWD := -100
+	var mountID int32
+	if _, _, e := syscall.Syscall6(nr[0], uintptr(atFDCWD), uintptr(unsafe.Pointer(name)), uintptr(unsafe.Pointer(&fh[0])), uintptr(unsafe.Pointer(&mountID)), 0, 0); e != 0 {
+		t.Fatalf("%s: name_to_handle_at: %v", path, e)
+	}
+	mount, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mount.Close()
+	fd, _, e := syscall.Syscall(nr[1], mount.Fd(), uintptr(unsafe.Pointer(&fh[0])), syscall.O_RDONLY)
+	if e != 0 {
+		t.Fatalf("%s: open_by_handle_at: %v", path, e)
+	}
+	defer syscall.Close(int(fd))
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(fd), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
 }
 
 func TestOutput(t *testing.T) {

@@ -153,6 +153,14 @@ func SetUp(ctx context.Context, cfg initconfig.Config) (freeInitramfs func(), er
 		}
 	}
 	opts := "lowerdir=" + lowerDir + ",upperdir=" + rwDir + "/upper,workdir=" + rwDir + "/work"
+	if cfg.Upper == "" {
+		// File handles (name_to_handle_at, open_by_handle_at) work on the
+		// root as on the host's own file systems. The index this needs
+		// ties an upper layer to its lower one, so only a fresh tmpfs
+		// upper gets it; a lower without file handles (9p) makes the
+		// kernel fall back to no index.
+		opts += ",index=on,nfs_export=on"
+	}
 	if err := mount("overlay", newRootDir, "overlay", 0, opts); err != nil {
 		return nil, fmt.Errorf("overlay of %s: %w", cfg.Root, err)
 	}
