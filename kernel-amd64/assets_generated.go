@@ -81,13 +81,13 @@ func BusyboxXZ() string { return busyboxXZ }
 // The agent: static ELF, version 0.2.0.
 const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
-	AgentSize = 3166334
+	AgentSize = 3178622
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "78d53f721d5ed070c1f54fb650921bf026db8cbb4decd3f72ab81a52c60699e9"
+	AgentSHA256 = "37fecad176e5097cb27d5c1201a4d6f71fbace4c49746f5a3088d8a09c1afe62"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 1078000
+	AgentXZSize = 1082148
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "2150fa6d0b345590bf099fda59806d284531dd72f186b6d9fbe81e850915790c"
+	AgentXZSHA256 = "74761f65eab23e61568b5f2b3bb618d721a620e169c11e03f320c995ead18101"
 	// AgentVersion is the version.
 	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.

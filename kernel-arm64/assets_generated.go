@@ -73,11 +73,11 @@ const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
 	AgentSize = 3145854
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "0598bfc0796d2d1642d5c998ccabc272ca362ed6ae0492e13a51e308de973636"
+	AgentSHA256 = "0261b35c96ace373502c9501424f83734a5cb15137dad9e20755d45c3ebd810e"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 919324
+	AgentXZSize = 921656
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "998046bcd3e99773c66c61f88f5acf82a6eadb10ab2b1b339f0e993ede55ad5e"
+	AgentXZSHA256 = "1e5f8d096afea3bfcf9eef68ed520a5c2e35e8bf4a3f51b4df2ff16f09ff672b"
 	// AgentVersion is the version.
 	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.
