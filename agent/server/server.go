@@ -61,6 +61,12 @@ type Config struct {
 	// process exited, while background processes still hold the output
 	// open. Zero means 1 second.
 	OutputGrace time.Duration
+
+	// Prepared, if not nil, holds back every request until it is closed,
+	// while connections and handshakes go ahead: a PID-1 agent serves as
+	// soon as it can and finishes setting up the guest (mounts, the
+	// loopback interface) meanwhile.
+	Prepared <-chan struct{}
 }
 
 // DefaultStreamWindow is the default yamux stream window: large enough
@@ -412,6 +418,13 @@ func (s *Server) handleStream(sessCtx context.Context, sess *yamux.Session, st *
 	s.debugf("stream %d: %s", st.StreamID(), req.Method)
 	ctx, cancel := context.WithCancel(sessCtx)
 	defer cancel()
+	if s.cfg.Prepared != nil {
+		select {
+		case <-s.cfg.Prepared:
+		case <-ctx.Done():
+			return
+		}
+	}
 	switch req.Method {
 	case protocol.MethodExec:
 		s.exec(ctx, sess, st, req.Exec)

@@ -32,6 +32,7 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	verbose := fs.Bool("v", false, "show QEMU's command line, the guest console and QEMU's messages")
 	appendArgs := fs.String("append", "", "extra kernel command line parameters")
 	net := fs.Bool("net", false, "add a virtio-net device (QEMU user networking)")
+	rescue := fs.Bool("rescue", false, "connect the guest's serial console to this terminal and, if the init fails, give a busybox shell on it (supermachine.rescue=1) instead of powering off")
 	shapeName := fs.String("shape", "mmio", "machine shape: mmio, firecracker (amd64: the ELF vmlinux through PVH), pci (q35/virt with virtio-pci), virtualization-framework (arm64: virtio-pci only, console on hvc0)")
 	var o initramfs.Options
 	var mounts, agentArgs multiFlag
@@ -115,6 +116,12 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *verbose {
 		cfg.Console, cfg.Stderr = stderr, stderr
 		cfg.Trace = func(argv []string) { progress("%s", shellQuote(argv)) }
+	}
+	if *rescue {
+		cfg.Append = append(cfg.Append, "supermachine.rescue=1")
+		cfg.Console, cfg.ConsoleInput = stderr, os.Stdin
+		// A rescue session lasts as long as its user wants.
+		cfg.Deadlines.Silence = 24 * time.Hour
 	}
 	if shape == qemu.ShapeVirtualization {
 		cfg.DTB = filepath.Join(dir, "virt-no-uart.dtb")

@@ -63,6 +63,25 @@ func cachedInitramfs(ctx context.Context, o initramfs.Options, set guestassets.S
 	return path, atomicfile.WriteFile(ctx, path, b, 0o644)
 }
 
+// withSegment writes to dir an initramfs that is the one at initrd with a
+// segment carrying s appended (see initramfs.Segment), and returns its
+// path.
+func withSegment(initrd, dir string, s initramfs.Settings) (string, error) {
+	seg, err := initramfs.Segment(s)
+	if err != nil {
+		return "", err
+	}
+	base, err := os.ReadFile(initrd)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "initramfs.cpio")
+	if err := os.WriteFile(path, append(base, seg...), 0o644); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
 // cachedKernel returns the path of the verified kernel of set in the
 // asset cache.
 func cachedKernel(ctx context.Context, set guestassets.Set) (string, error) {

@@ -141,16 +141,13 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		binds = append(binds, b)
 	}
-	var appendList []string
+	// The binds go in a per-boot initramfs segment, which carries any
+	// path (the kernel command line cannot carry blanks or colons).
+	var shared initramfs.Settings
 	for _, b := range binds {
-		for _, p := range []string{b.host, b.guest} {
-			if strings.ContainsAny(p, " \t\n:'\"\\$`;&|<>(){}*?[]") {
-				return fmt.Errorf("vmexec: the path %q cannot be shared (it contains a space, ':' or a shell metacharacter)", p)
-			}
-		}
-		appendList = append(appendList, "supermachine.mount=/lower"+b.host+":"+b.guest+":bind")
+		shared.Mounts = append(shared.Mounts, initramfs.Mount{Source: "/lower" + b.host, Target: b.guest, FSType: "bind"})
 	}
-	appendList = append(appendList, strings.Fields(*appendArgs)...)
+	appendList := strings.Fields(*appendArgs)
 
 	set, err := guestassets.For(arch)
 	if err != nil {
@@ -164,7 +161,7 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		kernelSHA = set.Kernel.SHA256
 	}
-	initrd, err := cachedInitramfs(ctx, initramfs.Options{Root: vmexecShareTag, RootFSType: "virtiofs"}, set)
+	initrd, err := cachedInitramfs(ctx, initramfs.Options{Settings: initramfs.Settings{Root: vmexecShareTag, RootFSType: "virtiofs"}}, set)
 	if err != nil {
 		return err
 	}
@@ -175,6 +172,9 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer lifetime.RemoveTemp(dir)
 	if err := checkSocketDir(dir, "virtiofsd.sock"); err != nil {
+		return err
+	}
+	if initrd, err = withSegment(initrd, dir, shared); err != nil {
 		return err
 	}
 	progress("starting virtiofsd")

@@ -68,6 +68,9 @@ type Config struct {
 	Net bool
 	// Console receives everything the guest prints on its serial console.
 	Console io.Writer
+	// ConsoleInput, if set, is what the guest reads from its serial
+	// console (QEMU's standard input), e.g. a terminal for a rescue shell.
+	ConsoleInput io.Reader
 	// Stderr receives QEMU's own messages (errors, register dumps); they
 	// are also kept for error reports.
 	Stderr io.Writer

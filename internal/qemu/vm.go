@@ -251,7 +251,7 @@ func launch(ctx context.Context, c Config, bin, accel string) (*VM, error) {
 		c.Trace(append([]string{bin}, args...))
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Stdout, cmd.Stderr = vm.console, vm.stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = c.ConsoleInput, vm.console, vm.stderr
 	cmd.WaitDelay = time.Second
 	vm.cmd = cmd
 	vm.started = time.Now()
