@@ -142,6 +142,15 @@ func applyLayer(ctx context.Context, t *Tree, l v1.Layer, diffID v1.Hash, uncomp
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		// A corrupted blob often fails to decompress before its end:
+		// its digest says why.
+		if blob != nil {
+			if _, derr := io.Copy(io.Discard, br); derr == nil {
+				if got := "sha256:" + hex.EncodeToString(blob.Sum(nil)); got != want.String() {
+					return fmt.Errorf("%w: digest mismatch: the blob is %s, the manifest says %s (%w)", ErrLayer, got, want, err)
+				}
+			}
+		}
 		return err
 	}
 	// The digests cover the whole stream: the tar's trailing blocks and

@@ -235,6 +235,9 @@ func prepareRemote(ctx context.Context, given string, r name.Reference, o Option
 		if img, err = desc.Image(); err != nil {
 			return nil, registryError(r, err)
 		}
+		if err := checkArch(img, o.Arch); err != nil {
+			return nil, err
+		}
 	}
 	im, err := convert(ctx, given, img, pd, false, o)
 	if err != nil {

@@ -16,10 +16,10 @@ import (
 // or later) is not installed.
 var ErrNoSqfstar = errors.New("sqfstar not found: install squashfs-tools 4.5 or later (Debian: apt-get install squashfs-tools)")
 
-// squashfsArgs choose the root image's compression: zstd decompresses fast
-// in the guest, and level 3 keeps the conversion near the speed of
-// reading the layers.
-var squashfsArgs = []string{"-comp", "zstd", "-Xcompression-level", "3"}
+// squashfsArgs choose the root image's compression: zstd decompresses
+// fast in the guest. (sqfstar 4.5.1 takes no compressor options: its
+// -Xcompression-level always fails, so zstd runs at its default level.)
+var squashfsArgs = []string{"-comp", "zstd"}
 
 // WriteSquashfs writes the tree as a squashfs image at out, an existing
 // file that is overwritten. It streams the tree's tar form into sqfstar,
