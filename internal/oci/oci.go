@@ -214,7 +214,7 @@ func prepareRemote(ctx context.Context, given string, r name.Reference, o Option
 		if err != nil {
 			return nil, registryError(r, err)
 		}
-		d, err := choose(idx, o.Arch)
+		d, owner, err := choose(idx, o.Arch)
 		if err != nil {
 			return nil, err
 		}
@@ -223,7 +223,7 @@ func prepareRemote(ctx context.Context, given string, r name.Reference, o Option
 			recordRefs(o.Dir, r, tagKey, top, pd, o.Arch)
 			return im, nil
 		}
-		if img, err = idx.Image(d); err != nil {
+		if img, err = owner.Image(d); err != nil {
 			return nil, registryError(r, err)
 		}
 	} else {
@@ -276,11 +276,11 @@ func registryError(r name.Reference, err error) error {
 }
 
 // choose picks the linux image of arch from an index (nested indexes
-// included).
-func choose(idx v1.ImageIndex, arch string) (v1.Hash, error) {
+// included), and returns its digest and the index that lists it.
+func choose(idx v1.ImageIndex, arch string) (v1.Hash, v1.ImageIndex, error) {
 	m, err := idx.IndexManifest()
 	if err != nil {
-		return v1.Hash{}, err
+		return v1.Hash{}, nil, err
 	}
 	var seen []string
 	for _, d := range m.Manifests {
@@ -288,10 +288,14 @@ func choose(idx v1.ImageIndex, arch string) (v1.Hash, error) {
 		case d.MediaType.IsIndex():
 			child, err := idx.ImageIndex(d.Digest)
 			if err != nil {
-				return v1.Hash{}, err
+				return v1.Hash{}, nil, err
 			}
-			if h, err := choose(child, arch); err == nil {
-				return h, nil
+			if h, owner, err := choose(child, arch); err == nil {
+				return h, owner, nil
+			} else if !errors.Is(err, ErrNoPlatform) {
+				return v1.Hash{}, nil, err
+			} else {
+				seen = append(seen, strings.TrimPrefix(err.Error(), ErrNoPlatform.Error()+" (linux/"+arch+"): the index has "))
 			}
 		case d.MediaType.IsImage():
 			if d.Platform == nil {
@@ -299,27 +303,27 @@ func choose(idx v1.ImageIndex, arch string) (v1.Hash, error) {
 				// image's config says it.
 				img, err := idx.Image(d.Digest)
 				if err != nil {
-					return v1.Hash{}, err
+					return v1.Hash{}, nil, err
 				}
 				if err := checkArch(img, arch); err == nil {
-					return d.Digest, nil
+					return d.Digest, idx, nil
 				} else if !errors.Is(err, ErrNoPlatform) {
-					return v1.Hash{}, err
+					return v1.Hash{}, nil, err
 				}
 				seen = append(seen, "(an image of another arch)")
 				continue
 			}
 			p := d.Platform
 			if p.OS == "linux" && p.Architecture == arch && (arch != "arm64" || p.Variant == "" || p.Variant == "v8") {
-				return d.Digest, nil
+				return d.Digest, idx, nil
 			}
 			seen = append(seen, p.String())
 		}
 	}
 	if len(seen) == 0 {
-		return v1.Hash{}, fmt.Errorf("%w (linux/%s): the index lists no image", ErrNoPlatform, arch)
+		return v1.Hash{}, nil, fmt.Errorf("%w (linux/%s): the index lists no image", ErrNoPlatform, arch)
 	}
-	return v1.Hash{}, fmt.Errorf("%w (linux/%s): the index has %s", ErrNoPlatform, arch, strings.Join(seen, ", "))
+	return v1.Hash{}, nil, fmt.Errorf("%w (linux/%s): the index has %s", ErrNoPlatform, arch, strings.Join(seen, ", "))
 }
 
 // checkArch refuses a single image whose config names another platform.
@@ -387,14 +391,14 @@ func prepareLayout(ctx context.Context, given, dir string, o Options) (*Image, e
 	if err != nil {
 		return nil, fmt.Errorf("OCI layout: %w", err)
 	}
-	d, err := choose(idx, o.Arch)
+	d, owner, err := choose(idx, o.Arch)
 	if err != nil {
 		return nil, err
 	}
 	if im := lookup(o.Dir, d.String(), o.Arch); im != nil {
 		return im, nil
 	}
-	img, err := idx.Image(d)
+	img, err := owner.Image(d)
 	if err != nil {
 		return nil, err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/compression"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -30,6 +31,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/supermachine-go/supermachine-kernel/internal/oci"
+	"github.com/supermachine-go/supermachine-kernel/internal/oci/ocitest/listing"
 )
 
 // File is a layer entry.
@@ -282,3 +285,56 @@ func BusyboxFiles(busybox []byte) []File {
 }
 
 func nopLogger() *log.Logger { return log.New(io.Discard, "", 0) }
+
+// Listing flattens layers (each a list of files) as the oci package does
+// and describes the result as listing lines by path, the form lsprobe
+// prints in a guest.
+func Listing(layers ...[]File) (map[string]string, error) {
+	spool, err := os.CreateTemp("", "ocitest-spool-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(spool.Name())
+	defer spool.Close()
+	t := oci.NewTree(spool)
+	for _, files := range layers {
+		b, err := Tar(files)
+		if err != nil {
+			return nil, err
+		}
+		if err := t.Apply(bytes.NewReader(b)); err != nil {
+			return nil, err
+		}
+	}
+	var buf bytes.Buffer
+	if err := t.WriteTar(&buf); err != nil {
+		return nil, err
+	}
+	m := map[string]string{}
+	tr := tar.NewReader(&buf)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return m, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		e := listing.Entry{Type: h.Typeflag, Mode: h.Mode, UID: h.Uid, GID: h.Gid, Link: h.Linkname,
+			Major: h.Devmajor, Minor: h.Devminor, MTime: h.ModTime.Unix()}
+		if h.Typeflag == tar.TypeReg {
+			if e.Content, err = io.ReadAll(tr); err != nil {
+				return nil, err
+			}
+		}
+		for k, v := range h.PAXRecords {
+			if n, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok {
+				if e.Xattrs == nil {
+					e.Xattrs = map[string]string{}
+				}
+				e.Xattrs[n] = v
+			}
+		}
+		m[strings.TrimSuffix(h.Name, "/")] = e.Line()
+	}
+}

@@ -2,9 +2,10 @@
 
 // Command lsprobe prints what a guest sees: every path of the root file
 // system as listing lines (mount points' content left out), then its
-// environment, working directory, user and machine, and exits with the
-// code given as its first argument. The image boot tests run it as the
-// image's entrypoint.
+// environment, working directory, user (real and effective: installed
+// setuid root, it reads every file whoever runs it) and machine, and
+// exits with the code given as its first argument. The image boot tests
+// run it as the image's entrypoint.
 package main
 
 import (
@@ -39,7 +40,9 @@ func main() {
 		if err := syscall.Lstat(p, &st); err != nil {
 			return err
 		}
-		if st.Dev != root.Dev {
+		// Overlayfs gives directories its own device, and other
+		// files that of the layer they come from.
+		if d.IsDir() && st.Dev != root.Dev {
 			fmt.Printf("F %s\t%s\n", rel, listing.MountPoint)
 			return fs.SkipDir
 		}
@@ -87,7 +90,7 @@ func main() {
 	wd, _ := os.Getwd()
 	var u unix.Utsname
 	unix.Uname(&u)
-	fmt.Printf("W %s\nU %d:%d\nA %s\n", wd, os.Getuid(), os.Getgid(), unix.ByteSliceToString(u.Machine[:]))
+	fmt.Printf("W %s\nU %d:%d euid %d\nA %s\n", wd, os.Getuid(), os.Getgid(), os.Geteuid(), unix.ByteSliceToString(u.Machine[:]))
 	code := 0
 	if len(os.Args) > 1 {
 		code, _ = strconv.Atoi(os.Args[1])
