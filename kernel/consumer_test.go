@@ -105,6 +105,7 @@ func TestConsumer(t *testing.T) {
 			os.WriteFile(filepath.Join(dir, "main.go"), []byte(consumerMain), 0o644)
 
 			run("build", "-o", "consumer", ".")
+			checkDownloads(t, filepath.Join(modcache, "cache", "download"))
 
 			dl := func(a string) string {
 				return filepath.Join(modcache, "cache", "download", rootModule, "kernel-"+a, "@v", consumeVersion+".zip")
@@ -328,3 +329,36 @@ type file struct {
 func (f file) Path() string                 { return path.Clean(f.path) }
 func (f file) Lstat() (fs.FileInfo, error)  { return f.info, nil }
 func (f file) Open() (io.ReadCloser, error) { return os.Open(f.osPath) }
+
+// facadeModules are the only modules a build of the facade may fetch
+// anything of (a go.mod or a zip): this module, its arch modules and the
+// xz decoder. The root module's other requirements (the image code's
+// go-containerregistry, the CLI's and the launcher's) stay out of a
+// facade consumer's downloads thanks to module graph pruning.
+var facadeModules = []string{rootModule, rootModule + "/kernel-amd64", rootModule + "/kernel-arm64", "github.com/ulikunitz/xz"}
+
+// checkDownloads fails if the module download cache holds files of any
+// module but facadeModules.
+func checkDownloads(t *testing.T, dl string) {
+	t.Helper()
+	var fetched []string
+	filepath.WalkDir(dl, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || filepath.Base(filepath.Dir(p)) != "@v" || !(strings.HasSuffix(p, ".mod") || strings.HasSuffix(p, ".zip")) {
+			return nil
+		}
+		rel, _ := filepath.Rel(dl, filepath.Dir(filepath.Dir(p)))
+		mod, err := module.UnescapePath(filepath.ToSlash(rel))
+		if err != nil {
+			mod = rel
+		}
+		fetched = append(fetched, mod+"@"+filepath.Base(p))
+		for _, m := range facadeModules {
+			if mod == m {
+				return nil
+			}
+		}
+		t.Errorf("a build of the facade fetched %s of %s", filepath.Base(p), mod)
+		return nil
+	})
+	t.Logf("a build of the facade fetched: %s", strings.Join(fetched, " "))
+}

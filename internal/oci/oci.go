@@ -108,13 +108,15 @@ type Config struct {
 	Cmd        []string `json:"cmd,omitempty"`
 }
 
-// Argv is the command docker run would run for args: Entrypoint followed
-// by args, or by Cmd when args is empty.
+// Argv is the command to run: args when given (they replace Entrypoint
+// and Cmd, so that a command given by hand means the same with or
+// without an image), else Entrypoint followed by Cmd, as docker run runs
+// an image.
 func (c Config) Argv(args []string) []string {
-	if len(args) == 0 {
-		args = c.Cmd
+	if len(args) > 0 {
+		return args
 	}
-	return append(slices.Clone(c.Entrypoint), args...)
+	return append(slices.Clone(c.Entrypoint), c.Cmd...)
 }
 
 // entry is what the cache keeps beside a root image (image.json).

@@ -16,10 +16,12 @@ import (
 // or later) is not installed.
 var ErrNoSqfstar = errors.New("sqfstar not found: install squashfs-tools 4.5 or later (Debian: apt-get install squashfs-tools)")
 
-// squashfsArgs choose the root image's compression: zstd decompresses
-// fast in the guest. (sqfstar 4.5.1 takes no compressor options: its
-// -Xcompression-level always fails, so zstd runs at its default level.)
-var squashfsArgs = []string{"-comp", "zstd"}
+// squashfsArgs choose the root image's compression: lz4, the fastest to
+// write and to read. sqfstar 4.5.1 fails on every compressor option that
+// takes a value, so zstd could only run at its default level 15, which
+// made a 72 MB tree into 17 MB in 17 s where lz4 made 30 MB in 0.4 s
+// (two loaded cores).
+var squashfsArgs = []string{"-comp", "lz4"}
 
 // WriteSquashfs writes the tree as a squashfs image at out, an existing
 // file that is overwritten. It streams the tree's tar form into sqfstar,
