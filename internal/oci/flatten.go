@@ -116,7 +116,7 @@ func (t *Tree) applyEntry(h *tar.Header, r io.Reader) error {
 	switch h.Typeflag {
 	case tar.TypeXGlobalHeader:
 		return nil
-	case tar.TypeReg, tar.TypeRegA, tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo, tar.TypeDir:
+	case tar.TypeReg, tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo, tar.TypeDir:
 	default:
 		return fmt.Errorf("%w: tar entry type %q cannot be part of a root file system", ErrLayer, h.Typeflag)
 	}
@@ -187,10 +187,7 @@ func (t *Tree) applyEntry(h *tar.Header, r io.Reader) error {
 
 // metadata is the inode an entry describes.
 func (t *Tree) metadata(h *tar.Header) *inode {
-	typ := h.Typeflag
-	if typ == tar.TypeRegA {
-		typ = tar.TypeReg
-	}
+	typ := h.Typeflag // archive/tar reads the old '\x00' type as TypeReg
 	ino := &inode{typ: typ, mode: h.Mode & 0o7777, uid: h.Uid, gid: h.Gid, mtime: h.ModTime.Unix()}
 	switch typ {
 	case tar.TypeSymlink:

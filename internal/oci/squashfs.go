@@ -35,11 +35,16 @@ func (t *Tree) WriteSquashfs(ctx context.Context, out string) error {
 	}
 	r := t.Root()
 	args := append([]string{"-force", "-quiet", "-no-progress", "-exit-on-error", "-reproducible",
-		"-mkfs-time", "0",
-		"-root-mode", strconv.FormatInt(r.Mode, 8), "-root-uid", strconv.Itoa(r.UID), "-root-gid", strconv.Itoa(r.GID),
-		"-root-time", strconv.FormatInt(r.MTime, 10)}, squashfsArgs...)
+		"-root-mode", strconv.FormatInt(r.Mode, 8), "-root-uid", strconv.Itoa(r.UID), "-root-gid", strconv.Itoa(r.GID)}, squashfsArgs...)
 	args = append(args, out)
 	cmd := exec.CommandContext(ctx, bin, args...)
+	// sqfstar 4.5.1 ignores -root-time and gives the root directory the
+	// current time; SOURCE_DATE_EPOCH lowers every later time, the
+	// root's included, to its value, and is the image's creation time.
+	// The newest time of the tree keeps every file's time and makes the
+	// root's a function of the image (unless the tree has times in the
+	// future: then the root keeps the time of the conversion).
+	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH="+strconv.FormatInt(t.NewestTime(), 10))
 	var msgs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &msgs, &msgs
 	pw, err := cmd.StdinPipe()

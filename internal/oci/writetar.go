@@ -35,18 +35,32 @@ func keepXattr(name string) bool {
 	return false
 }
 
-// RootMeta is the root directory's metadata, which a tar stream of the
-// tree does not carry (squashfs tools take it as options).
+// RootMeta is the root directory's owner and mode, which a tar stream of
+// the tree does not carry (squashfs tools take them as options).
 type RootMeta struct {
 	Mode     int64
 	UID, GID int
-	MTime    int64
 }
 
-// Root returns the metadata of the root directory.
+// Root returns the owner and mode of the root directory.
 func (t *Tree) Root() RootMeta {
 	ino := t.root.ino
-	return RootMeta{Mode: ino.mode, UID: ino.uid, GID: ino.gid, MTime: clampTime(ino.mtime)}
+	return RootMeta{Mode: ino.mode, UID: ino.uid, GID: ino.gid}
+}
+
+// NewestTime is the latest modification time in the tree, within
+// squashfs's range.
+func (t *Tree) NewestTime() int64 {
+	var newest int64
+	var walk func(n *node)
+	walk = func(n *node) {
+		newest = max(newest, clampTime(n.ino.mtime))
+		for _, c := range n.children {
+			walk(c)
+		}
+	}
+	walk(t.root)
+	return newest
 }
 
 // clampTime brings a modification time into what squashfs stores: an
