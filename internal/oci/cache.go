@@ -86,10 +86,28 @@ func Remove(dir, what string) (int, error) {
 		if err := os.RemoveAll(trash); err != nil {
 			return n, fmt.Errorf("removing %s: %w", c.Digest, err)
 		}
+		removeRefsTo(dir, c.Digest)
 		n++
 	}
 	if what == "all" {
 		os.RemoveAll(filepath.Join(dir, "refs"))
 	}
 	return n, nil
+}
+
+// removeRefsTo removes the records of tags and indexes that resolved to
+// digest.
+func removeRefsTo(dir, digest string) {
+	refs := filepath.Join(dir, "refs")
+	entries, _ := os.ReadDir(refs)
+	for _, e := range entries {
+		p := filepath.Join(refs, e.Name())
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		if _, d, ok := strings.Cut(strings.TrimSpace(string(b)), "\n"); ok && d == digest {
+			os.Remove(p)
+		}
+	}
 }
