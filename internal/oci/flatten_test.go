@@ -373,3 +373,125 @@ func TestFlattenIsDeterministic(t *testing.T) {
 		t.Error("the same layer gave two different tar streams")
 	}
 }
+
+func TestFlattenMoreEdges(t *testing.T) {
+	l1 := layerTar(t,
+		e{name: "d2s/", typ: tar.TypeDir},
+		e{name: "d2s/x", body: "x"},
+		e{name: "s2d", typ: tar.TypeSymlink, link: "/elsewhere", mode: 0o777},
+		e{name: "later/", typ: tar.TypeDir},
+		e{name: "later/t", body: "t"},
+		e{name: "dangling", typ: tar.TypeSymlink, link: "/made/by/a/layer", mode: 0o777},
+	)
+	l2 := layerTar(t,
+		e{name: "./", typ: tar.TypeDir, mode: 0o700, uid: 1, gid: 2, mtime: 99},
+		e{name: "d2s", typ: tar.TypeSymlink, link: "target", mode: 0o777}, // a symlink over a directory
+		e{name: "s2d/", typ: tar.TypeDir, mode: 0o711},                    // a directory over a symlink
+		e{name: ".wh.w"},        // a whiteout before the entry
+		e{name: "w", body: "w"}, // of the same layer: stays
+		e{name: "h", typ: tar.TypeLink, link: "later/t"},
+		e{name: "dangling/file", body: "f"}, // through a dangling absolute link: made inside the root
+		e{name: "times/old", body: "o", mtime: -5},
+		e{name: "times/far", body: "f", mtime: 1 << 33},
+	)
+	l3 := layerTar(t,
+		e{name: ".wh.later"}, // h keeps the content of later/t
+	)
+	var lib bytes.Buffer
+	tw := tar.NewWriter(&lib)
+	tw.WriteHeader(&tar.Header{Name: "lib", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1, Format: tar.FormatPAX,
+		PAXRecords: map[string]string{"LIBARCHIVE.xattr.user.a%20b": "dmFsdWU="}})
+	tw.Write([]byte("l"))
+	tw.Close()
+	spool, _ := os.CreateTemp(t.TempDir(), "spool")
+	defer spool.Close()
+	tr := NewTree(spool)
+	for _, l := range [][]byte{l1, l2, l3, lib.Bytes()} {
+		if err := tr.Apply(bytes.NewReader(l)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := tr.Root(); r != (RootMeta{Mode: 0o700, UID: 1, GID: 2}) {
+		t.Errorf("root: %+v, want the ./ entry's mode and owner", r)
+	}
+	if n := tr.NewestTime(); n != 1<<32-1 {
+		t.Errorf("newest time %d, want the clamped 2^32-1", n)
+	}
+	var out bytes.Buffer
+	if err := tr.WriteTar(&out); err != nil {
+		t.Fatal(err)
+	}
+	checkTree(t, listTar(t, out.Bytes()), map[string]string{
+		"d2s":                  "2 777 0:0 -> target",
+		"s2d":                  "5 711 0:0",
+		"w":                    reg("w", 0o644),
+		"h":                    reg("t", 0o644),
+		"dangling":             "2 777 0:0 -> /made/by/a/layer",
+		"made":                 dir755,
+		"made/by":              dir755,
+		"made/by/a":            dir755,
+		"made/by/a/layer":      dir755,
+		"made/by/a/layer/file": reg("f", 0o644),
+		"times":                dir755,
+		"times/old":            reg("o", 0o644),
+		"times/far":            reg("f", 0o644) + " t=4294967295",
+		"lib":                  reg("l", 0o644) + " user.a b=" + hex.EncodeToString([]byte("value")),
+	})
+}
+
+// FuzzFlatten feeds arbitrary bytes as a layer (after a fixed one): the
+// flattener returns an error or a tree whose tar form reads back, with
+// every name inside the root.
+func FuzzFlatten(f *testing.F) {
+	base := layerTar(f, e{name: "etc/", typ: tar.TypeDir}, e{name: "etc/passwd", body: "p"},
+		e{name: "abs", typ: tar.TypeSymlink, link: "/etc"}, e{name: "up", typ: tar.TypeSymlink, link: "../.."})
+	f.Add(layerTar(f, e{name: "abs/x", body: "x"}, e{name: "up/y", body: "y"}, e{name: "etc/.wh.passwd"}))
+	f.Add(layerTar(f, e{name: "h", typ: tar.TypeLink, link: "abs/passwd"}, e{name: ".wh..wh..opq"}))
+	f.Add(layerTar(f, e{name: "../x", body: "x"}))
+	f.Fuzz(func(t *testing.T, layer []byte) {
+		// A sparse entry expands to its full size in the spool: skip
+		// the inputs that would write more than a megabyte.
+		pre := tar.NewReader(bytes.NewReader(layer))
+		for {
+			h, err := pre.Next()
+			if err != nil {
+				break
+			}
+			if h.Size > 1<<20 {
+				return
+			}
+		}
+		spool, err := os.CreateTemp(t.TempDir(), "spool")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer spool.Close()
+		tr := NewTree(spool)
+		if err := tr.Apply(bytes.NewReader(base)); err != nil {
+			t.Fatal(err)
+		}
+		if tr.Apply(bytes.NewReader(layer)) != nil {
+			return
+		}
+		var out bytes.Buffer
+		if err := tr.WriteTar(&out); err != nil {
+			if errors.Is(err, ErrUnsupported) {
+				return
+			}
+			t.Fatal(err)
+		}
+		r := tar.NewReader(&out)
+		for {
+			h, err := r.Next()
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				t.Fatalf("the tree's tar does not read back: %v", err)
+			}
+			if n := strings.TrimSuffix(h.Name, "/"); n == "" || strings.HasPrefix(n, "/") || slices.Contains(strings.Split(n, "/"), "..") {
+				t.Fatalf("entry %q outside the root", h.Name)
+			}
+		}
+	})
+}
