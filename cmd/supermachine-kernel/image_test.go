@@ -213,12 +213,14 @@ func underMount(p string, guest map[string]string) bool {
 	return false
 }
 
-// TestBootImage boots container images through the CLI, two boots in
+// TestBootImage boots container images through the CLI, three boots in
 // all: an amd64 multi-layer image from a registry run as docker run
-// would (its entrypoint, env, working directory, user and exit code),
-// and the arm64 image of a multi-arch index from an OCI archive with
-// explicit -e, -w and -u. The guest lists its root, which must be
-// exactly the flattened image.
+// would (its entrypoint, env, working directory, user and exit code), a
+// busybox tree made here from a docker save archive, and the arm64 image
+// of a multi-arch index from an OCI archive with explicit -e, -w and -u.
+// The guest lists its root, which must be exactly the flattened image
+// (lsprobe: modes, owners, times, xattrs, hard links; for the plain
+// busybox image its paths and a few modes and owners).
 func TestBootImage(t *testing.T) {
 	for _, arch := range []string{"amd64", "arm64"} {
 		bin, pkg, _ := qemu.Binary(arch)
@@ -247,8 +249,31 @@ func TestBootImage(t *testing.T) {
 	if err := ocitest.WriteOCIArchive(archive, idx); err != nil {
 		t.Fatal(err)
 	}
+	// The busybox tree alone, as docker save writes it.
+	set, _ := guestassets.For("amd64")
+	bb, err := extract.Decode(set.Busybox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bbFiles := ocitest.BusyboxFiles(bb)
+	bbLayer, err := ocitest.Layer(bbFiles, "gzip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bbImage, err := ocitest.Image("amd64", v1.Config{}, bbLayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dockerArchive := filepath.Join(t.TempDir(), "busybox.docker.tar")
+	if err := ocitest.WriteDockerArchive(dockerArchive, "test/busybox:v1", bbImage); err != nil {
+		t.Fatal(err)
+	}
+	wantBB, err := ocitest.Listing(bbFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer func() {
-		for _, r := range []string{ref, archive} {
+		for _, r := range []string{ref, archive, dockerArchive} {
 			runCLI(t, "images", "-rm", r)
 		}
 	}()
@@ -267,6 +292,26 @@ func TestBootImage(t *testing.T) {
 		code, out, _ = runCLI(t, "images")
 		if code != 0 || !strings.Contains(out, ref) {
 			t.Errorf("images: exit %d\n%s", code, out)
+		}
+	})
+	t.Run("amd64-docker-archive-busybox", func(t *testing.T) {
+		code, out, errs := runCLI(t, "boot", "-image", dockerArchive, "-kvm", "off", "--",
+			"sh", "-c", "cd / && find . -xdev | sort && stat -c '%n %a %u:%g' /home/app /tmp /bin/busybox")
+		if code != 0 {
+			t.Fatalf("boot -image %s: exit %d\n%s", dockerArchive, code, errs)
+		}
+		var want []string
+		for p := range wantBB {
+			want = append(want, "./"+p)
+		}
+		want = append(want, ".")
+		slices.Sort(want)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != len(want)+3 || !slices.Equal(lines[:len(want)], want) {
+			t.Errorf("guest paths:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+		}
+		if got := strings.Join(lines[len(lines)-3:], "\n"); got != "/home/app 750 1000:1000\n/tmp 1777 0:0\n/bin/busybox 755 0:0" {
+			t.Errorf("guest stat:\n%s", got)
 		}
 	})
 	t.Run("arm64-index-archive-explicit", func(t *testing.T) {
