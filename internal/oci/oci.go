@@ -177,12 +177,14 @@ func (o Options) progress(format string, a ...any) {
 func prepareRemote(ctx context.Context, given string, r name.Reference, o Options) (*Image, error) {
 	tagKey := "tag " + r.Name()
 	top := ""
-	if d, ok := r.(name.Digest); ok {
-		top = d.DigestStr()
+	_, byDigest := r.(name.Digest)
+	if byDigest {
+		top = r.(name.Digest).DigestStr()
 	} else if o.Pull != PullAlways {
 		top = readRef(o.Dir, tagKey)
 	}
-	if top != "" && o.Pull != PullAlways {
+	// A digest cannot move: even PullAlways takes it from the cache.
+	if top != "" && (o.Pull != PullAlways || byDigest) {
 		if im := lookup(o.Dir, top, o.Arch); im != nil {
 			return im, nil
 		}

@@ -220,6 +220,7 @@ func TestPrepareCacheAndPull(t *testing.T) {
 		ref  string
 		pull oci.Pull
 	}{{ref, oci.PullMissing}, {ref, oci.PullNever}, {strings.Split(ref, ":latest")[0] + "@" + idxDigest, oci.PullMissing},
+		{strings.Split(ref, ":latest")[0] + "@" + idxDigest, oci.PullAlways},
 		{strings.Split(ref, ":latest")[0] + "@" + armDigest.String(), oci.PullNever}} {
 		im, err := oci.Prepare(ctx, c.ref, opts("arm64", c.pull))
 		if err != nil || im.Converted || im.Root != first.Root {
