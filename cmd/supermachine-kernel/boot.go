@@ -14,13 +14,14 @@ import (
 	"github.com/supermachine-go/supermachine-kernel/initramfs"
 	"github.com/supermachine-go/supermachine-kernel/internal/guestassets"
 	"github.com/supermachine-go/supermachine-kernel/internal/lifetime"
+	"github.com/supermachine-go/supermachine-kernel/internal/oci"
 	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
 	"github.com/supermachine-go/supermachine-kernel/internal/rootfs"
 	"github.com/supermachine-go/supermachine-kernel/kernel"
 )
 
 func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("boot", "[flags] -- COMMAND [ARG...]", stderr)
+	fs := newFlags("boot", "[flags] -- COMMAND [ARG...]\n       supermachine-kernel boot -image REF [flags] [-- COMMAND [ARG...]]", stderr)
 	root := fs.String("root", "", "root: a directory (packed as squashfs), a squashfs or ext4 image; default: a tiny busybox root (cached)")
 	lim := qemu.LimitsFor(kernel.Arch)
 	mem := fs.Int("mem", 256, fmt.Sprintf("guest memory in MiB (%d to %d)", lim.MinMemoryMiB, lim.MaxMemoryMiB))
@@ -37,13 +38,19 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var o initramfs.Options
 	var mounts, agentArgs multiFlag
 	initramfsFlags(fs, &o, &mounts, &agentArgs)
+	var img imageFlags
+	img.register(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
+	if fs.NArg() == 0 && img.image == "" {
 		fs.Usage()
 		return errUsage
 	}
+	if err := img.check(*root); err != nil {
+		return err
+	}
+	lim = qemu.LimitsFor(img.arch) // the guest's arch, which -arch may have changed
 	if *kvm != "auto" && *kvm != "on" && *kvm != "off" {
 		return fmt.Errorf("-kvm %q: want auto, on or off", *kvm)
 	}
@@ -77,15 +84,25 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 
 	progress("preparing the kernel, initramfs and root image")
-	kernelAsset := kernel.Kernel
-	if shape == qemu.ShapeFirecracker {
-		kernelAsset = kernel.Vmlinux // amd64: the ELF; arm64: the Image
-	}
-	kernelPath, err := kernelAsset.Cached(ctx)
+	set, err := guestassets.For(img.arch)
 	if err != nil {
 		return err
 	}
-	rootImage, fsType, err := prepareRoot(ctx, *root, dir)
+	kernelPath, kernelSHA, err := guestKernel(ctx, img.arch, set, shape == qemu.ShapeFirecracker)
+	if err != nil {
+		return err
+	}
+	var image *oci.Image
+	rootImage, fsType := "", "squashfs"
+	if img.image != "" {
+		if image, err = img.prepare(ctx, progress); err != nil {
+			return err
+		}
+		rootImage = image.Root
+	} else if rootImage, fsType, err = prepareRoot(ctx, *root, dir, set); err != nil {
+		return err
+	}
+	argv, settings, err := img.command(fs.Args(), image)
 	if err != nil {
 		return err
 	}
@@ -96,17 +113,13 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	o.AgentArgs = agentArgs
-	set, err := guestassets.For(kernel.Arch)
-	if err != nil {
-		return err
-	}
 	initrdPath, err := cachedInitramfs(ctx, o, set)
 	if err != nil {
 		return err
 	}
 
 	cfg := qemu.Config{
-		Arch: kernel.Arch, Kernel: kernelPath, KernelSHA256: kernelAsset.SHA256(), Initrd: initrdPath,
+		Arch: img.arch, Kernel: kernelPath, KernelSHA256: kernelSHA, Initrd: initrdPath,
 		Append:    strings.Fields(*appendArgs),
 		MemoryMiB: *mem, CPUs: *cpus, KVM: *kvm, Net: *net, Shape: shape,
 		Disks:       []qemu.Disk{{Path: rootImage, ReadOnly: true}},
@@ -129,7 +142,7 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 	}
-	progress("kernel %s %s, machine shape %s", kernel.Arch, kernel.Kernel.Version(), shape)
+	progress("kernel %s %s, machine shape %s", set.Arch, set.KernelVersion, shape)
 	vm, c, err := qemu.Boot(ctx, cfg)
 	if err != nil {
 		return err
@@ -145,9 +158,9 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	cctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	code, runErr := runCommand(cctx, c, fs.Args(), *tty, stdout, stderr)
+	code, runErr := runCommandWith(cctx, c, argv, settings, *tty, stdout, stderr)
 	if errors.Is(runErr, context.DeadlineExceeded) && cctx.Err() != nil {
-		runErr = fmt.Errorf("%s did not finish within -timeout %s", fs.Arg(0), *timeout)
+		runErr = fmt.Errorf("%s did not finish within -timeout %s", argv[0], *timeout)
 	}
 	// Nothing in the guest needs an orderly shutdown: its disks are
 	// attached read-only and its writes live in a tmpfs. Stopping QEMU
@@ -165,10 +178,11 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 var readyRE = regexp.MustCompile(`supermachine-agent \S+ ready .*uptime=([0-9.]+)s`)
 
 // prepareRoot returns the root image and its filesystem type: the image
-// given, a directory packed as squashfs, or the cached busybox root.
-func prepareRoot(ctx context.Context, root, dir string) (string, string, error) {
+// given, a directory packed as squashfs, or the cached busybox root of
+// set's arch.
+func prepareRoot(ctx context.Context, root, dir string, set guestassets.Set) (string, string, error) {
 	if root == "" {
-		img, err := cachedBusyboxRoot(ctx)
+		img, err := cachedBusyboxRootOf(ctx, set)
 		return img, "squashfs", err
 	}
 	st, err := os.Stat(root)

@@ -99,7 +99,16 @@ const busyboxRootVersion = "busybox root v1, squashfs zstd"
 // cachedBusyboxRoot returns the path of a squashfs root holding the
 // bundled busybox, building it on the first use.
 func cachedBusyboxRoot(ctx context.Context) (string, error) {
-	sum := sha256.Sum256([]byte(busyboxRootVersion + "\n" + kernel.Busybox.SHA256()))
+	set, err := guestassets.For(kernel.Arch)
+	if err != nil {
+		return "", err
+	}
+	return cachedBusyboxRootOf(ctx, set)
+}
+
+// cachedBusyboxRootOf is cachedBusyboxRoot for the busybox of set's arch.
+func cachedBusyboxRootOf(ctx context.Context, set guestassets.Set) (string, error) {
+	sum := sha256.Sum256([]byte(busyboxRootVersion + "\n" + set.Busybox.SHA256))
 	dir, err := bootCacheDir()
 	if err != nil {
 		return "", err
@@ -108,7 +117,7 @@ func cachedBusyboxRoot(ctx context.Context) (string, error) {
 	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
 		return path, nil
 	}
-	bb, err := kernel.Busybox.Bytes()
+	bb, err := extract.Decode(set.Busybox)
 	if err != nil {
 		return "", err
 	}

@@ -6,6 +6,8 @@
 //	supermachine-kernel extract [DIR]
 //	supermachine-kernel initramfs -o FILE [flags]
 //	supermachine-kernel boot [flags] -- COMMAND [ARG...]
+//	supermachine-kernel boot -image REF [flags] [-- COMMAND [ARG...]]
+//	supermachine-kernel images [-rm REF|DIGEST|all]
 //	supermachine-kernel exec -connect ADDR [flags] -- COMMAND [ARG...]
 //	supermachine-kernel vmexec [flags] [--] BINARY [ARG...]
 //
@@ -46,6 +48,12 @@ usage:
   supermachine-kernel boot [flags] -- COMMAND [ARG...]
         boot the bundled kernel under QEMU on a root image, run COMMAND
         through the agent, stream its output and exit with its exit code
+  supermachine-kernel boot -image REF [flags] [-- COMMAND [ARG...]]
+        the same on a container image (registry reference, OCI layout or
+        archive, docker save archive); without COMMAND it runs the image's
+        Entrypoint and Cmd with its Env, WorkingDir and User
+  supermachine-kernel images [-rm REF|DIGEST|all]
+        list or remove the cached root images of container images
   supermachine-kernel exec -connect ADDR [flags] -- COMMAND [ARG...]
         run COMMAND through the agent of a running guest
   supermachine-kernel vmexec [flags] [--] BINARY [ARG...]
@@ -238,6 +246,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdBoot(ctx, args[1:], stdout, stderr)
 	case "exec":
 		err = cmdExec(ctx, args[1:], stdout, stderr)
+	case "images":
+		err = cmdImages(args[1:], stdout, stderr)
 	case "vmexec":
 		err = cmdVMExec(ctx, args[1:], stdout, stderr)
 	case "vmexec-virtiofsd":

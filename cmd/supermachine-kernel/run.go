@@ -24,7 +24,14 @@ import (
 // discipline echoes, edits lines and turns ^C into SIGINT for the guest's
 // foreground process group), and window size changes follow (SIGWINCH).
 func runCommand(ctx context.Context, c *agent.Client, argv []string, tty bool, stdout, stderr io.Writer) (int, error) {
+	return runCommandWith(ctx, c, argv, execSettings{}, tty, stdout, stderr)
+}
+
+// runCommandWith is runCommand with an environment, working directory
+// and user for argv.
+func runCommandWith(ctx context.Context, c *agent.Client, argv []string, s execSettings, tty bool, stdout, stderr io.Writer) (int, error) {
 	cmd := c.Command(ctx, argv[0], argv[1:]...)
+	cmd.Env, cmd.Dir, cmd.User = s.Env, s.Dir, s.User
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.TTY = tty
 	term := isTerminal(os.Stdin)
