@@ -27,10 +27,11 @@ type WriteFileOptions struct {
 
 // WriteFile streams r to the file path in the guest and replaces the file
 // atomically: the agent writes a temporary file in the same directory,
-// syncs it, sets its mode (permission, setuid, setgid and sticky bits of
-// mode; the umask does not apply) and owner, and renames it over path. If r
-// fails or ctx ends first, the file is left untouched. Errors from the guest
-// are *Error values naming the path.
+// sets its owner and then its mode (permission, setuid, setgid and sticky
+// bits of mode; the umask does not apply), syncs it, and renames it over
+// path (a symbolic link at path is replaced, not followed). If r fails or
+// ctx ends first, the file is left untouched. Errors from the guest are
+// *Error values naming the path.
 func (c *Client) WriteFile(ctx context.Context, path string, r io.Reader, mode fs.FileMode, opts *WriteFileOptions) error {
 	if opts == nil {
 		opts = &WriteFileOptions{}

@@ -122,3 +122,48 @@ func TestFileOptionsAndErrors(t *testing.T) {
 type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, errors.New("boom") }
+
+// An owner and setuid/setgid bits together: the owner is set first
+// (changing it clears those bits), so the file keeps its whole mode.
+func TestWriteFileOwnerKeepsSetuid(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving a file away needs root")
+	}
+	c := newClient(t)
+	ctx := testCtx(t)
+	path := filepath.Join(t.TempDir(), "setuid")
+	mode := 0o755 | fs.ModeSetuid | fs.ModeSetgid
+	opts := &agent.WriteFileOptions{Chown: true, UID: 65534, GID: 65534}
+	if err := c.WriteFile(ctx, path, strings.NewReader("x"), mode, opts); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode() != mode {
+		t.Fatalf("mode %v (%v), want %v", fi.Mode(), err, mode)
+	}
+	if uid, gid := fileOwner(t, path); uid != 65534 || gid != 65534 {
+		t.Fatalf("owner %d:%d", uid, gid)
+	}
+}
+
+// A symbolic link at the path is replaced by the file, not followed.
+func TestWriteFileReplacesSymlink(t *testing.T) {
+	c := newClient(t)
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	target, link := filepath.Join(dir, "target"), filepath.Join(dir, "link")
+	os.WriteFile(target, []byte("target"), 0o644)
+	os.Symlink(target, link)
+	if err := c.WriteFile(ctx, link, strings.NewReader("new"), 0o600, nil); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(link); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("link: %v %v, want a regular file 0600", fi, err)
+	}
+	if b, _ := os.ReadFile(link); string(b) != "new" {
+		t.Errorf("link holds %q", b)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "target" {
+		t.Errorf("the link's target changed to %q", b)
+	}
+}

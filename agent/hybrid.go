@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/supermachine-go/supermachine-kernel/internal/poll"
 )
 
 // DialHybridVsock connects to an agent through the hybrid-vsock Unix socket
@@ -29,35 +31,31 @@ func DialHybridVsock(ctx context.Context, udsPath string, port uint32) (*Client,
 }
 
 func dialHybridVsock(ctx context.Context, udsPath string, port uint32) (net.Conn, error) {
-	backoff := 10 * time.Millisecond
 	var d net.Dialer
-	for {
-		conn, err := d.DialContext(ctx, "unix", udsPath)
+	var conn net.Conn
+	err := poll.Until(ctx, poll.Peer, fmt.Sprintf("the agent behind hybrid vsock %s port %d", udsPath, port), func() (bool, error) {
+		c, err := d.DialContext(ctx, "unix", udsPath)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("agent: hybrid vsock %s port %d: %w", udsPath, port, ctx.Err())
+				return false, nil // the deadline interrupted the dial
 			}
-			return nil, err
+			return false, poll.Stop(err)
 		}
-		retry, err := hybridConnect(ctx, conn, port)
+		retry, err := hybridConnect(ctx, c, port)
 		if err == nil {
-			return conn, nil
+			conn = c
+			return true, nil
 		}
-		conn.Close()
-		if ctx.Err() != nil {
-			// The deadline interrupted the exchange.
-			return nil, fmt.Errorf("agent: hybrid vsock %s port %d: %w (last: %v)", udsPath, port, ctx.Err(), err)
+		c.Close()
+		if !retry && ctx.Err() == nil {
+			return false, poll.Stop(err)
 		}
-		if !retry {
-			return nil, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("agent: hybrid vsock %s port %d: %w (last: %v)", udsPath, port, ctx.Err(), err)
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, time.Second)
+		return false, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
 	}
+	return conn, nil
 }
 
 // hybridConnect sends CONNECT and reads the reply line. retry reports

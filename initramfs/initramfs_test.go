@@ -5,13 +5,12 @@ import (
 	"compress/gzip"
 	"errors"
 	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
+	"reflect"
 	"testing"
 
 	"github.com/cavaliergopher/cpio"
+
+	"github.com/supermachine-go/supermachine-kernel/internal/initconfig"
 )
 
 func testOptions() Options {
@@ -54,25 +53,29 @@ func TestArchiveLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, e := readArchive(t, b)
-	for name, want := range map[string]string{"bin/busybox": "busybox-bytes", "bin/supermachine-agent": "agent-bytes"} {
+	names, e := readArchive(t, b)
+	for name, want := range map[string]string{"bin/busybox": "busybox-bytes", "init": "agent-bytes"} {
 		if e[name].data != want || e[name].mode.Perm() != 0o755 || !e[name].mode.IsRegular() {
 			t.Errorf("%s: %+v", name, e[name])
 		}
-	}
-	init := e["init"]
-	if init.mode.Perm() != 0o755 || !strings.HasPrefix(init.data, "#!/bin/sh\n") {
-		t.Errorf("init: mode %v, starts %q", init.mode, init.data[:min(20, len(init.data))])
 	}
 	for _, a := range Applets {
 		if l := e["bin/"+a]; l.link != "busybox" || l.mode&^cpio.ModePerm != cpio.TypeSymlink {
 			t.Errorf("bin/%s: %+v, want a symlink to busybox", a, l)
 		}
 	}
-	for _, d := range []string{"dev", "proc", "sys", "newroot"} {
+	for _, d := range []string{"dev", "proc", "sys", "lower", "rw", "newroot", "supermachine"} {
 		if !e[d].mode.IsDir() {
 			t.Errorf("%s is not a directory", d)
 		}
+	}
+	// The default settings file sets nothing: the init's defaults apply.
+	if s, ok := e["supermachine/init.conf"]; !ok || s.data != "" || !s.mode.IsRegular() {
+		t.Errorf("settings file: %+v", s)
+	}
+	// The kernel unpacks in order: directories before their entries.
+	if names[len(names)-1] != "init" {
+		t.Errorf("last entry %q, want init", names[len(names)-1])
 	}
 }
 
@@ -105,51 +108,92 @@ func TestDeterministic(t *testing.T) {
 	}
 }
 
-func TestScriptSettings(t *testing.T) {
+// The settings file carries the options as typed data, values with
+// blanks, quotes and shell metacharacters included, and the init's own
+// decoder reads back what Build wrote.
+func TestSettingsFile(t *testing.T) {
 	o := testOptions()
-	o.Root, o.RootFSType, o.OverlaySize = "/dev/vdc", "ext4", "64m"
-	o.Mounts = []Mount{{Source: "/dev/vdb", Target: "/data", FSType: "ext4", Options: "noatime,ro"}, {Source: "share", Target: "/mnt/share", FSType: "virtiofs"}}
-	o.AgentArgs = []string{"-vsock-port", "2000"}
-	s, err := Script(o)
+	o.Root, o.RootFSType, o.OverlaySize, o.RootWait = "/dev/vdc", "ext4", "64m", 2
+	o.Mounts = []Mount{
+		{Source: "/dev/vdb", Target: "/data", FSType: "ext4", Options: "noatime,ro"},
+		{Source: "/lower/home/a b'$(reboot)", Target: "/mnt/it's here; *", FSType: "bind"},
+	}
+	o.AgentArgs = []string{"-vsock-port", "2000", "$(reboot)"}
+	o.Rescue = true
+	b, err := Build(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{
-		"ROOT='/dev/vdc'", "ROOTFSTYPE='ext4'", "OVERLAY_SIZE='64m'",
-		"MOUNTS='/dev/vdb:/data:ext4:noatime,ro share:/mnt/share:virtiofs'",
-		"AGENT_ARGS='-vsock-port 2000'", "supermachine.root=*",
-	} {
-		if !strings.Contains(s, want) {
-			t.Errorf("script lacks %q", want)
-		}
-	}
-	d, err := Script(testOptions())
+	_, e := readArchive(t, b)
+	got, err := initconfig.Decode([]byte(e["supermachine/init.conf"].data))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"ROOT='/dev/vda'", "ROOTFSTYPE='squashfs'", "OVERLAY_SIZE='50%'", "ROOTWAIT='5'", "UPPER=''"} {
-		if !strings.Contains(d, want) {
-			t.Errorf("default script lacks %q", want)
-		}
+	want := initconfig.Config{Root: "/dev/vdc", RootFSType: "ext4", OverlaySize: "64m", RootWait: 2,
+		Mounts: []initconfig.Mount{
+			{Source: "/dev/vdb", Target: "/data", FSType: "ext4", Options: "noatime,ro"},
+			{Source: "/lower/home/a b'$(reboot)", Target: "/mnt/it's here; *", FSType: "bind"},
+		},
+		AgentArgs: []string{"-vsock-port", "2000", "$(reboot)"}, Rescue: true}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("decoded %+v\nwant %+v", got, want)
 	}
 }
 
-// The generated script must at least parse as a POSIX shell script.
-func TestScriptParses(t *testing.T) {
-	sh, err := exec.LookPath("sh")
-	if err != nil {
-		t.Skip("no sh on PATH")
-	}
-	s, err := Script(testOptions())
+// A segment appended to an archive adds the per-boot settings file, and
+// the concatenation reads as one archive.
+func TestSegment(t *testing.T) {
+	base, err := Build(testOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(t.TempDir(), "init")
-	if err := os.WriteFile(p, []byte(s), 0o755); err != nil {
+	seg, err := Segment(Settings{Mounts: []Mount{{Source: "/lower/a:b c", Target: "/a:b c", FSType: "bind", Options: "ro"}}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command(sh, "-n", p).CombinedOutput(); err != nil {
-		t.Fatalf("sh -n: %v\n%s", err, out)
+	_, e := readArchive(t, seg)
+	got, err := initconfig.Decode([]byte(e["supermachine/boot.conf"].data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Mounts) != 1 || got.Mounts[0].Target != "/a:b c" || got.Mounts[0].Options != "ro" {
+		t.Fatalf("segment settings %+v", got)
+	}
+	if _, err := Segment(Settings{OverlaySize: "lots"}); !errors.Is(err, ErrBadOption) || !errors.Is(err, ErrBadSetting) {
+		t.Fatalf("bad segment: %v", err)
+	}
+	// cpio.Reader stops at the first trailer; the kernel does not, so
+	// read each archive of the concatenation.
+	all := append(base, seg...)
+	if !bytes.HasPrefix(all[len(base):], []byte("070701")) {
+		t.Fatal("the segment does not start a new newc archive")
+	}
+}
+
+func TestContentKey(t *testing.T) {
+	o := testOptions()
+	k1, err := ContentKey(o, "bb", "ag")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, mod := range map[string]func(*Options){
+		"root":   func(o *Options) { o.Root = "/dev/vdb" },
+		"mount":  func(o *Options) { o.Mounts = []Mount{{Source: "t", Target: "/t", FSType: "virtiofs"}} },
+		"gzip":   func(o *Options) { o.Gzip = true },
+		"rescue": func(o *Options) { o.Rescue = true },
+	} {
+		o := testOptions()
+		mod(&o)
+		k2, err := ContentKey(o, "bb", "ag")
+		if err != nil || k2 == k1 {
+			t.Errorf("%s: key %s, %v: want a key other than %s", name, k2, err, k1)
+		}
+	}
+	if k, _ := ContentKey(o, "bb", "other"); k == k1 {
+		t.Error("the agent's hash does not change the key")
+	}
+	if _, err := ContentKey(o, "", "ag"); !errors.Is(err, ErrBadOption) {
+		t.Errorf("no busybox hash: %v", err)
 	}
 }
 
@@ -157,12 +201,11 @@ func TestBadOptions(t *testing.T) {
 	for name, mod := range map[string]func(*Options){
 		"no busybox":       func(o *Options) { o.Busybox = nil },
 		"no agent":         func(o *Options) { o.Agent = nil },
-		"quote in root":    func(o *Options) { o.Root = "/dev/vda'; reboot" },
-		"space in size":    func(o *Options) { o.OverlaySize = "1 g" },
+		"bad size":         func(o *Options) { o.OverlaySize = "1 g" },
+		"bad fs type":      func(o *Options) { o.RootFSType = "ext5" },
 		"relative target":  func(o *Options) { o.Mounts = []Mount{{Source: "/dev/vdb", Target: "data", FSType: "ext4"}} },
-		"colon in source":  func(o *Options) { o.Mounts = []Mount{{Source: "a:b", Target: "/d", FSType: "ext4"}} },
+		"no target":        func(o *Options) { o.Mounts = []Mount{{Source: "/dev/vdb", FSType: "ext4"}} },
 		"negative wait":    func(o *Options) { o.RootWait = -1 },
-		"dollar in arg":    func(o *Options) { o.AgentArgs = []string{"$(reboot)"} },
 		"no mount fs type": func(o *Options) { o.Mounts = []Mount{{Source: "/dev/vdb", Target: "/d"}} },
 	} {
 		o := testOptions()

@@ -81,13 +81,13 @@ func BusyboxXZ() string { return busyboxXZ }
 // The agent: static ELF, version 0.2.0.
 const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
-	AgentSize = 3317886
+	AgentSize = 3178622
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "f76ae830e004df4df219e1bbdb1675cf4a3cc479bc80d451fb52bc04b4cc6821"
+	AgentSHA256 = "37fecad176e5097cb27d5c1201a4d6f71fbace4c49746f5a3088d8a09c1afe62"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 1126048
+	AgentXZSize = 1082148
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "e525fbb4a39637c78f9cd9cb7e2f2f33932010c6706404823387129cf47ada42"
+	AgentXZSHA256 = "74761f65eab23e61568b5f2b3bb618d721a620e169c11e03f320c995ead18101"
 	// AgentVersion is the version.
 	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.

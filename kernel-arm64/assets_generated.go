@@ -71,13 +71,13 @@ func BusyboxXZ() string { return busyboxXZ }
 // The agent: static ELF, version 0.2.0.
 const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
-	AgentSize = 3276926
+	AgentSize = 3145854
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "0e23b852703c926508de8c4bb4b5a0c7b39825dfb916ec97f7861ec59d35020e"
+	AgentSHA256 = "0261b35c96ace373502c9501424f83734a5cb15137dad9e20755d45c3ebd810e"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 960888
+	AgentXZSize = 921656
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "038f1dae26a7313972db5b80e7225553dfd5eb1725fe261275e5416dbb0e00ed"
+	AgentXZSHA256 = "1e5f8d096afea3bfcf9eef68ed520a5c2e35e8bf4a3f51b4df2ff16f09ff672b"
 	// AgentVersion is the version.
 	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.

@@ -105,6 +105,7 @@ func TestConsumer(t *testing.T) {
 			os.WriteFile(filepath.Join(dir, "main.go"), []byte(consumerMain), 0o644)
 
 			run("build", "-o", "consumer", ".")
+			checkDownloads(t, filepath.Join(modcache, "cache", "download"), "go build", true)
 
 			dl := func(a string) string {
 				return filepath.Join(modcache, "cache", "download", rootModule, "kernel-"+a, "@v", consumeVersion+".zip")
@@ -163,6 +164,7 @@ func TestConsumer(t *testing.T) {
 				t.Errorf("go mod download after go build fetched the %s module zip; update the README", other)
 			}
 			run("mod", "tidy")
+			checkDownloads(t, filepath.Join(modcache, "cache", "download"), "go mod tidy", false)
 			if _, err := os.Stat(dl(other)); err != nil {
 				t.Errorf("go mod tidy did not download the %s module zip; update the README", other)
 			} else {
@@ -328,3 +330,52 @@ type file struct {
 func (f file) Path() string                 { return path.Clean(f.path) }
 func (f file) Lstat() (fs.FileInfo, error)  { return f.info, nil }
 func (f file) Open() (io.ReadCloser, error) { return os.Open(f.osPath) }
+
+// facadeModules are the only modules a build of the facade may fetch
+// anything of (a go.mod or a zip): this module, its arch modules, the xz
+// decoder and the LZ4 decoder (for kernel.Vmlinux). The root module's
+// other requirements (go-containerregistry and its graph for the image
+// code, the CLI's) stay out of a facade consumer's downloads: module
+// graph pruning never loads the go.mod of a module no imported package
+// needs.
+var facadeModules = []string{rootModule, rootModule + "/kernel-amd64", rootModule + "/kernel-arm64", "github.com/ulikunitz/xz", "github.com/pierrec/lz4/v4"}
+
+// imageModules are the image code's dependencies: after go mod tidy (which
+// reads the go.mod of every module the root module requires) a facade
+// consumer holds their go.mod files, never their code.
+var imageModules = []string{"github.com/google/go-containerregistry", "github.com/docker/", "github.com/klauspost/compress", "github.com/opencontainers/", "github.com/sirupsen/logrus"}
+
+// checkDownloads lists what the module download cache holds after step.
+// With strict, it fails on any file of a module but facadeModules;
+// otherwise on the code (zip) of any of imageModules.
+func checkDownloads(t *testing.T, dl, step string, strict bool) {
+	t.Helper()
+	var fetched []string
+	filepath.WalkDir(dl, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || filepath.Base(filepath.Dir(p)) != "@v" || !(strings.HasSuffix(p, ".mod") || strings.HasSuffix(p, ".zip")) {
+			return nil
+		}
+		rel, _ := filepath.Rel(dl, filepath.Dir(filepath.Dir(p)))
+		mod, err := module.UnescapePath(filepath.ToSlash(rel))
+		if err != nil {
+			mod = rel
+		}
+		fetched = append(fetched, mod+"@"+filepath.Base(p))
+		if !strict {
+			for _, m := range imageModules {
+				if strings.HasPrefix(mod, m) && strings.HasSuffix(p, ".zip") {
+					t.Errorf("%s of the facade fetched the code of %s", step, mod)
+				}
+			}
+			return nil
+		}
+		for _, m := range facadeModules {
+			if mod == m {
+				return nil
+			}
+		}
+		t.Errorf("%s of the facade fetched %s of %s", step, filepath.Base(p), mod)
+		return nil
+	})
+	t.Logf("%s of the facade fetched: %s", step, strings.Join(fetched, " "))
+}

@@ -19,9 +19,3 @@ func TestParseCmdline(t *testing.T) {
 		t.Fatalf("empty: %q", got)
 	}
 }
-
-func TestUnescapeMountinfo(t *testing.T) {
-	if got := unescapeMountinfo(`/mnt/a\040b\\`); got != `/mnt/a b\\` {
-		t.Fatalf("%q", got)
-	}
-}

@@ -38,12 +38,12 @@ var mounts = []mountPoint{
 // failure, joined; the caller decides which are fatal.
 func MountAll() error {
 	var errs []error
+	mounted, err := mountPoints()
+	if err != nil {
+		errs = append(errs, err)
+	}
 	for _, m := range mounts {
-		mounted, err := isMountPoint(m.target)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		if mounted {
+		if mounted[m.target] {
 			continue
 		}
 		if err := os.MkdirAll(m.target, m.mode); err != nil {
@@ -52,6 +52,12 @@ func MountAll() error {
 		}
 		if err := unix.Mount(m.source, m.target, m.fstype, m.flags, m.data); err != nil {
 			errs = append(errs, fmt.Errorf("mount %s on %s: %w", m.fstype, m.target, err))
+		}
+		if m.target == "/proc" && mounted == nil {
+			// Now the others can be looked up.
+			if mounted, err = mountPoints(); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	for link, target := range map[string]string{
@@ -68,28 +74,28 @@ func MountAll() error {
 	return errors.Join(errs...)
 }
 
-// isMountPoint reports whether something is mounted on dir, from
-// /proc/self/mountinfo. Before /proc is mounted it reports false for /proc
-// and an error-free false for everything else only if /proc is missing.
-func isMountPoint(dir string) (bool, error) {
+// mountPoints returns the directories something is mounted on, from
+// /proc/self/mountinfo: nil without an error if /proc is not mounted yet.
+func mountPoints() (map[string]bool, error) {
 	f, err := os.Open("/proc/self/mountinfo")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
-		if dir == "/proc" {
-			return false, nil
-		}
-		return false, err
+		return nil, err
 	}
 	defer f.Close()
+	points := map[string]bool{}
 	s := bufio.NewScanner(f)
 	s.Buffer(make([]byte, 0, 4096), 1<<20)
 	for s.Scan() {
 		// Fields: id parent major:minor root mountpoint ...
 		fields := strings.Fields(s.Text())
-		if len(fields) > 4 && unescapeMountinfo(fields[4]) == dir {
-			return true, nil
+		if len(fields) > 4 {
+			points[unescapeMountinfo(fields[4])] = true
 		}
 	}
-	return false, s.Err()
+	return points, s.Err()
 }
 
 // unescapeMountinfo decodes the octal escapes (\040 for space) of a

@@ -120,19 +120,20 @@ func (s *Server) info() protocol.Info {
 	return in
 }
 
-// Uptime returns the time since the kernel booted, from /proc/uptime (or
-// CLOCK_BOOTTIME if /proc is not mounted).
+// Uptime returns the time since the kernel booted: CLOCK_BOOTTIME, the
+// clock of /proc/uptime, to the nanosecond (/proc/uptime has hundredths
+// of a second), or /proc/uptime if the clock cannot be read.
 func Uptime() time.Duration {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) == nil {
+		return time.Duration(ts.Nano())
+	}
 	if b, err := os.ReadFile("/proc/uptime"); err == nil {
 		if f := bytes.Fields(b); len(f) > 0 {
 			if sec, err := strconv.ParseFloat(string(f[0]), 64); err == nil {
 				return time.Duration(sec * float64(time.Second))
 			}
 		}
-	}
-	var ts unix.Timespec
-	if unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) == nil {
-		return time.Duration(ts.Nano())
 	}
 	return 0
 }

@@ -14,11 +14,14 @@ import (
 
 	"github.com/hashicorp/yamux"
 	"github.com/supermachine-go/supermachine-kernel/agent/protocol"
+	"github.com/supermachine-go/supermachine-kernel/internal/atomicfile"
 )
 
-// writeFile receives a file as data frames and writes it atomically: to a
-// temporary file in the same directory, fsync'd, chmod'ed and chown'ed, then
-// renamed over the target, and the directory fsync'd.
+// writeFile receives a file as data frames and writes it atomically
+// through atomicfile: to a temporary file in the same directory, given
+// its owner and mode and fsync'd, then renamed over the target (a
+// symbolic link there is replaced, not followed), and the directory
+// fsync'd.
 func (s *Server) writeFile(st *yamux.Stream, req *protocol.FileRequest) {
 	size, err := s.receiveFile(st, req)
 	if err != nil {
@@ -40,30 +43,27 @@ var errClientAbort = fmt.Errorf("%w: client aborted the transfer", protocol.ErrM
 
 func (s *Server) receiveFile(st *yamux.Stream, req *protocol.FileRequest) (size int64, err error) {
 	path := filepath.Clean(req.Path)
-	dir := filepath.Dir(path)
 	if req.MkdirParents {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return 0, err
 		}
 	}
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return 0, &fs.PathError{Op: "write", Path: path, Err: syscall.EISDIR}
+	opts := atomicfile.Options{ReplaceSymlink: true}
+	if req.UID != nil || req.GID != nil {
+		opts.Owner = &atomicfile.Owner{UID: -1, GID: -1}
+		if req.UID != nil {
+			opts.Owner.UID = *req.UID
+		}
+		if req.GID != nil {
+			opts.Owner.GID = *req.GID
+		}
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
+	fail := func(err error) error { return &fs.PathError{Op: "write", Path: path, Err: err} }
+	f, err := atomicfile.CreateWith(path, protocol.FileMode(req.Mode), opts)
 	if err != nil {
-		if pe, ok := err.(*fs.PathError); ok {
-			// Report the target, not the temporary name pattern.
-			pe.Path = path
-		}
-		return 0, err
+		return 0, fail(err)
 	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
+	defer f.Cleanup()
 	bp := getBuf()
 	defer putBuf(bp)
 	for {
@@ -81,53 +81,14 @@ func (s *Server) receiveFile(st *yamux.Stream, req *protocol.FileRequest) (size 
 			return 0, fmt.Errorf("%w: unexpected %v frame in file data", protocol.ErrMalformed, t)
 		}
 		if _, err := f.Write(p); err != nil {
-			return 0, &fs.PathError{Op: "write", Path: path, Err: unwrapPathErr(err)}
+			return 0, fail(err)
 		}
 		size += int64(len(p))
 	}
-	if err := f.Chmod(protocol.FileMode(req.Mode)); err != nil {
-		return 0, &fs.PathError{Op: "chmod", Path: path, Err: unwrapPathErr(err)}
-	}
-	if req.UID != nil || req.GID != nil {
-		uid, gid := -1, -1
-		if req.UID != nil {
-			uid = *req.UID
-		}
-		if req.GID != nil {
-			gid = *req.GID
-		}
-		if err := f.Chown(uid, gid); err != nil {
-			return 0, &fs.PathError{Op: "chown", Path: path, Err: unwrapPathErr(err)}
-		}
-	}
-	if err := f.Sync(); err != nil {
-		return 0, &fs.PathError{Op: "fsync", Path: path, Err: unwrapPathErr(err)}
-	}
-	if err := f.Close(); err != nil {
-		return 0, &fs.PathError{Op: "close", Path: path, Err: unwrapPathErr(err)}
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return 0, &fs.PathError{Op: "rename", Path: path, Err: unwrapLinkErr(err)}
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
+	if err := f.Replace(); err != nil {
+		return 0, fail(err)
 	}
 	return size, nil
-}
-
-func unwrapPathErr(err error) error {
-	if pe, ok := err.(*fs.PathError); ok {
-		return pe.Err
-	}
-	return err
-}
-
-func unwrapLinkErr(err error) error {
-	if le, ok := err.(*os.LinkError); ok {
-		return le.Err
-	}
-	return err
 }
 
 // readFile sends a file: a response with its size and mode, then data

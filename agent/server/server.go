@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/yamux"
 	"github.com/supermachine-go/supermachine-kernel/agent/protocol"
+	"github.com/supermachine-go/supermachine-kernel/internal/poll"
 )
 
 // Config configures a Server. The zero value works: it serves everything,
@@ -60,6 +61,12 @@ type Config struct {
 	// process exited, while background processes still hold the output
 	// open. Zero means 1 second.
 	OutputGrace time.Duration
+
+	// Prepared, if not nil, holds back every request until it is closed,
+	// while connections and handshakes go ahead: a PID-1 agent serves as
+	// soon as it can and finishes setting up the guest (mounts, the
+	// loopback interface) meanwhile.
+	Prepared <-chan struct{}
 }
 
 // DefaultStreamWindow is the default yamux stream window: large enough
@@ -145,7 +152,9 @@ func (s *Server) Serve(l net.Listener) error {
 		return ErrServerClosed
 	}
 	defer s.track(l, false)
-	var delay time.Duration
+	// Accept errors that pass (out of descriptors, an aborted connection)
+	// are retried from 5 ms, doubling up to 1 s.
+	backoff := poll.Backoff{Initial: 5 * time.Millisecond, Max: time.Second}
 	for {
 		conn, err := l.Accept()
 		if err != nil {
@@ -157,13 +166,12 @@ func (s *Server) Serve(l net.Listener) error {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) ||
 				errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS) {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
+				time.Sleep(backoff.Next())
 				continue
 			}
 			return err
 		}
-		delay = 0
+		backoff.Reset()
 		go func() {
 			if err := s.ServeConn(conn); err != nil && !errors.Is(err, ErrServerClosed) {
 				s.debugf("connection from %v: %v", conn.RemoteAddr(), err)
@@ -410,6 +418,13 @@ func (s *Server) handleStream(sessCtx context.Context, sess *yamux.Session, st *
 	s.debugf("stream %d: %s", st.StreamID(), req.Method)
 	ctx, cancel := context.WithCancel(sessCtx)
 	defer cancel()
+	if s.cfg.Prepared != nil {
+		select {
+		case <-s.cfg.Prepared:
+		case <-ctx.Done():
+			return
+		}
+	}
 	switch req.Method {
 	case protocol.MethodExec:
 		s.exec(ctx, sess, st, req.Exec)

@@ -8,11 +8,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/supermachine-go/supermachine-kernel/initramfs"
 	"github.com/supermachine-go/supermachine-kernel/internal/atomicfile"
+	"github.com/supermachine-go/supermachine-kernel/internal/initconfig"
 	"github.com/supermachine-go/supermachine-kernel/kernel"
 )
 
@@ -104,15 +104,11 @@ func initramfsFlags(fs *flag.FlagSet, o *initramfs.Options, mounts, agentArgs *m
 func parseMounts(specs []string) ([]initramfs.Mount, error) {
 	var ms []initramfs.Mount
 	for _, s := range specs {
-		p := strings.SplitN(s, ":", 4)
-		if len(p) < 3 {
-			return nil, fmt.Errorf("-mount %q: want SRC:DST:TYPE[:OPTIONS]", s)
+		m, err := initconfig.ParseMount(s)
+		if err != nil {
+			return nil, fmt.Errorf("-mount: %w", err)
 		}
-		m := initramfs.Mount{Source: p[0], Target: p[1], FSType: p[2]}
-		if len(p) == 4 {
-			m.Options = p[3]
-		}
-		ms = append(ms, m)
+		ms = append(ms, initramfs.Mount{Source: m.Source, Target: m.Target, FSType: m.FSType, Options: m.Options})
 	}
 	return ms, nil
 }
@@ -124,6 +120,7 @@ func cmdInitramfs(args []string, stdout, stderr io.Writer) error {
 	initramfsFlags(fs, &o, &mounts, &agentArgs)
 	out := fs.String("o", "", "output file (required)")
 	fs.BoolVar(&o.Gzip, "gzip", false, "gzip the archive")
+	fs.BoolVar(&o.Rescue, "rescue", false, "a busybox shell on the guest console when the init fails, before the guest powers off")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

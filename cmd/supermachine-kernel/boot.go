@@ -13,40 +13,56 @@ import (
 
 	"github.com/supermachine-go/supermachine-kernel/initramfs"
 	"github.com/supermachine-go/supermachine-kernel/internal/guestassets"
+	"github.com/supermachine-go/supermachine-kernel/internal/lifetime"
+	"github.com/supermachine-go/supermachine-kernel/internal/oci"
 	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
 	"github.com/supermachine-go/supermachine-kernel/internal/rootfs"
 	"github.com/supermachine-go/supermachine-kernel/kernel"
 )
 
 func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("boot", "[flags] -- COMMAND [ARG...]", stderr)
+	fs := newFlags("boot", "[flags] -- COMMAND [ARG...]\n       supermachine-kernel boot -image REF [flags] [-- COMMAND [ARG...]]", stderr)
 	root := fs.String("root", "", "root: a directory (packed as squashfs), a squashfs or ext4 image; default: a tiny busybox root (cached)")
-	mem := fs.Int("mem", 256, "guest memory in MiB")
-	cpus := fs.Int("cpus", 1, "virtual CPUs")
+	lim := qemu.LimitsFor(kernel.Arch)
+	mem := fs.Int("mem", 256, fmt.Sprintf("guest memory in MiB (%d to %d)", lim.MinMemoryMiB, lim.MaxMemoryMiB))
+	cpus := fs.Int("cpus", 1, fmt.Sprintf("virtual CPUs (1 to %d)", lim.MaxCPUs))
 	kvm := fs.String("kvm", "auto", "accelerator: auto (KVM or Hypervisor.framework, falling back to software emulation if it cannot run the guest), on (never fall back), off (software emulation; /dev/kvm is not touched)")
 	forget := fs.Bool("forget-accel", false, "forget that the hardware accelerator failed here before, and try it again")
 	tty := fs.Bool("tty", false, "run COMMAND on a pseudo-terminal")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up on COMMAND after this long (the boot has its own deadlines)")
-	verbose := fs.Bool("v", false, "show the guest console and QEMU's messages")
+	verbose := fs.Bool("v", false, "show QEMU's command line, the guest console and QEMU's messages")
 	appendArgs := fs.String("append", "", "extra kernel command line parameters")
 	net := fs.Bool("net", false, "add a virtio-net device (QEMU user networking)")
+	rescue := fs.Bool("rescue", false, "connect the guest's serial console to this terminal and, if the init fails, give a busybox shell on it (supermachine.rescue=1) instead of powering off")
 	shapeName := fs.String("shape", "mmio", "machine shape: mmio, firecracker (amd64: the ELF vmlinux through PVH), pci (q35/virt with virtio-pci), virtualization-framework (arm64: virtio-pci only, console on hvc0)")
 	var o initramfs.Options
 	var mounts, agentArgs multiFlag
 	initramfsFlags(fs, &o, &mounts, &agentArgs)
+	var img imageFlags
+	img.register(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
+	if fs.NArg() == 0 && img.image == "" {
 		fs.Usage()
 		return errUsage
 	}
+	if err := img.check(*root); err != nil {
+		return err
+	}
+	lim = qemu.LimitsFor(img.arch) // the guest's arch, which -arch may have changed
 	if *kvm != "auto" && *kvm != "on" && *kvm != "off" {
 		return fmt.Errorf("-kvm %q: want auto, on or off", *kvm)
 	}
 	shape, err := qemu.ParseShape(*shapeName)
 	if err != nil {
 		return fmt.Errorf("-shape: %w", err)
+	}
+	if err := lim.CheckMemory(*mem, true); err != nil {
+		return fmt.Errorf("-mem: %w", err)
+	}
+	if err := lim.CheckCPUs(*cpus); err != nil {
+		return fmt.Errorf("-cpus: %w", err)
 	}
 	start := time.Now()
 	progress := func(format string, a ...any) {
@@ -58,22 +74,35 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 
-	dir, err := os.MkdirTemp("", "supermachine-boot-")
+	dir, err := lifetime.MkdirTemp("boot")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer lifetime.RemoveTemp(dir)
+	if err := checkSocketDir(dir, "agent.sock"); err != nil {
+		return err
+	}
 
 	progress("preparing the kernel, initramfs and root image")
-	kernelAsset := kernel.Kernel
-	if shape == qemu.ShapeFirecracker {
-		kernelAsset = kernel.Vmlinux // amd64: the ELF; arm64: the Image
-	}
-	kernelPath, err := kernelAsset.Cached(ctx)
+	set, err := guestassets.For(img.arch)
 	if err != nil {
 		return err
 	}
-	rootImage, fsType, err := prepareRoot(ctx, *root, dir)
+	kernelPath, kernelSHA, err := guestKernel(ctx, img.arch, set, shape == qemu.ShapeFirecracker)
+	if err != nil {
+		return err
+	}
+	var image *oci.Image
+	rootImage, fsType := "", "squashfs"
+	if img.image != "" {
+		if image, err = img.prepare(ctx, progress); err != nil {
+			return err
+		}
+		rootImage = image.Root
+	} else if rootImage, fsType, err = prepareRoot(ctx, *root, dir, set); err != nil {
+		return err
+	}
+	argv, settings, err := img.command(fs.Args(), image)
 	if err != nil {
 		return err
 	}
@@ -84,17 +113,13 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	o.AgentArgs = agentArgs
-	set, err := guestassets.For(kernel.Arch)
-	if err != nil {
-		return err
-	}
 	initrdPath, err := cachedInitramfs(ctx, o, set)
 	if err != nil {
 		return err
 	}
 
 	cfg := qemu.Config{
-		Arch: kernel.Arch, Kernel: kernelPath, KernelSHA256: kernelAsset.SHA256(), Initrd: initrdPath,
+		Arch: img.arch, Kernel: kernelPath, KernelSHA256: kernelSHA, Initrd: initrdPath,
 		Append:    strings.Fields(*appendArgs),
 		MemoryMiB: *mem, CPUs: *cpus, KVM: *kvm, Net: *net, Shape: shape,
 		Disks:       []qemu.Disk{{Path: rootImage, ReadOnly: true}},
@@ -103,6 +128,13 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if *verbose {
 		cfg.Console, cfg.Stderr = stderr, stderr
+		cfg.Trace = func(argv []string) { progress("%s", shellQuote(argv)) }
+	}
+	if *rescue {
+		cfg.Append = append(cfg.Append, "supermachine.rescue=1")
+		cfg.Console, cfg.ConsoleInput = stderr, os.Stdin
+		// A rescue session lasts as long as its user wants.
+		cfg.Deadlines.Silence = 24 * time.Hour
 	}
 	if shape == qemu.ShapeVirtualization {
 		cfg.DTB = filepath.Join(dir, "virt-no-uart.dtb")
@@ -110,7 +142,7 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 	}
-	progress("kernel %s %s, machine shape %s", kernel.Arch, kernel.Kernel.Version(), shape)
+	progress("kernel %s %s, machine shape %s", set.Arch, set.KernelVersion, shape)
 	vm, c, err := qemu.Boot(ctx, cfg)
 	if err != nil {
 		return err
@@ -126,9 +158,9 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	cctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	code, runErr := runCommand(cctx, c, fs.Args(), *tty, stdout, stderr)
+	code, runErr := runCommandWith(cctx, c, argv, settings, *tty, stdout, stderr)
 	if errors.Is(runErr, context.DeadlineExceeded) && cctx.Err() != nil {
-		runErr = fmt.Errorf("%s did not finish within -timeout %s", fs.Arg(0), *timeout)
+		runErr = fmt.Errorf("%s did not finish within -timeout %s", argv[0], *timeout)
 	}
 	// Nothing in the guest needs an orderly shutdown: its disks are
 	// attached read-only and its writes live in a tmpfs. Stopping QEMU
@@ -146,10 +178,11 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 var readyRE = regexp.MustCompile(`supermachine-agent \S+ ready .*uptime=([0-9.]+)s`)
 
 // prepareRoot returns the root image and its filesystem type: the image
-// given, a directory packed as squashfs, or the cached busybox root.
-func prepareRoot(ctx context.Context, root, dir string) (string, string, error) {
+// given, a directory packed as squashfs, or the cached busybox root of
+// set's arch.
+func prepareRoot(ctx context.Context, root, dir string, set guestassets.Set) (string, string, error) {
 	if root == "" {
-		img, err := cachedBusyboxRoot(ctx)
+		img, err := cachedBusyboxRootOf(ctx, set)
 		return img, "squashfs", err
 	}
 	st, err := os.Stat(root)
@@ -157,12 +190,40 @@ func prepareRoot(ctx context.Context, root, dir string) (string, string, error) 
 		return "", "", fmt.Errorf("-root: %w", err)
 	}
 	if !st.IsDir() {
+		if !st.Mode().IsRegular() && st.Mode()&os.ModeDevice == 0 {
+			return "", "", fmt.Errorf("-root: %s is not a directory, an image file or a block device", root)
+		}
 		t, err := rootfs.FSType(root)
-		return root, t, err
+		if err != nil {
+			return "", "", fmt.Errorf("-root: %w", err)
+		}
+		return root, t, nil
 	}
 	img := filepath.Join(dir, "root.squashfs")
 	if err := rootfs.Squashfs(ctx, root, img, "zstd"); err != nil {
 		return "", "", err
 	}
 	return img, "squashfs", nil
+}
+
+// shellQuote joins argv as a shell would need it typed.
+func shellQuote(argv []string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_=+,./:@%") == "" {
+			q[i] = a
+			continue
+		}
+		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(q, " ")
+}
+
+// checkSocketDir refuses a temporary directory too deep for the Unix
+// socket named name that the CLI makes in it.
+func checkSocketDir(dir, name string) error {
+	if p := filepath.Join(dir, name); len(p) > qemu.MaxSocketPath {
+		return fmt.Errorf("TMPDIR %s is too long: the sockets made in it (%s) would pass the %d bytes of a Unix socket path; set TMPDIR to a shorter directory", os.TempDir(), p, qemu.MaxSocketPath)
+	}
+	return nil
 }

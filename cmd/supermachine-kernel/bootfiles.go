@@ -19,8 +19,8 @@ import (
 // The generated boot files (the agent initramfs and the default busybox
 // root) are cached by content in <asset cache>/boot/, so a repeated boot
 // prepares in well under 20 ms. A file there is complete or absent: each
-// is written to a temporary file in the same directory and renamed into
-// place, and concurrent writers of one key write the same content.
+// is written through atomicfile, and concurrent writers of one key write
+// the same content.
 
 // bootCacheDir is <asset cache>/boot, created if needed.
 func bootCacheDir() (string, error) {
@@ -63,6 +63,25 @@ func cachedInitramfs(ctx context.Context, o initramfs.Options, set guestassets.S
 	return path, atomicfile.WriteFile(ctx, path, b, 0o644)
 }
 
+// withSegment writes to dir an initramfs that is the one at initrd with a
+// segment carrying s appended (see initramfs.Segment), and returns its
+// path.
+func withSegment(initrd, dir string, s initramfs.Settings) (string, error) {
+	seg, err := initramfs.Segment(s)
+	if err != nil {
+		return "", err
+	}
+	base, err := os.ReadFile(initrd)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "initramfs.cpio")
+	if err := os.WriteFile(path, append(base, seg...), 0o644); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
 // cachedKernel returns the path of the verified kernel of set in the
 // asset cache.
 func cachedKernel(ctx context.Context, set guestassets.Set) (string, error) {
@@ -80,7 +99,16 @@ const busyboxRootVersion = "busybox root v1, squashfs zstd"
 // cachedBusyboxRoot returns the path of a squashfs root holding the
 // bundled busybox, building it on the first use.
 func cachedBusyboxRoot(ctx context.Context) (string, error) {
-	sum := sha256.Sum256([]byte(busyboxRootVersion + "\n" + kernel.Busybox.SHA256()))
+	set, err := guestassets.For(kernel.Arch)
+	if err != nil {
+		return "", err
+	}
+	return cachedBusyboxRootOf(ctx, set)
+}
+
+// cachedBusyboxRootOf is cachedBusyboxRoot for the busybox of set's arch.
+func cachedBusyboxRootOf(ctx context.Context, set guestassets.Set) (string, error) {
+	sum := sha256.Sum256([]byte(busyboxRootVersion + "\n" + set.Busybox.SHA256))
 	dir, err := bootCacheDir()
 	if err != nil {
 		return "", err
@@ -89,7 +117,7 @@ func cachedBusyboxRoot(ctx context.Context) (string, error) {
 	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
 		return path, nil
 	}
-	bb, err := kernel.Busybox.Bytes()
+	bb, err := extract.Decode(set.Busybox)
 	if err != nil {
 		return "", err
 	}
@@ -102,27 +130,14 @@ func cachedBusyboxRoot(ctx context.Context) (string, error) {
 	if err := rootfs.WriteBusyboxTree(tree, bb, nil); err != nil {
 		return "", err
 	}
-	tmp := filepath.Join(work, "root.squashfs")
-	if err := rootfs.Squashfs(ctx, tree, tmp, "zstd"); err != nil {
+	// The image is about a megabyte: read back and written atomically.
+	img := filepath.Join(work, "root.squashfs")
+	if err := rootfs.Squashfs(ctx, tree, img, "zstd"); err != nil {
 		return "", err
 	}
-	if err := syncFile(tmp); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return "", fmt.Errorf("boot file cache: %w", err)
-	}
-	return path, syncFile(dir)
-}
-
-func syncFile(path string) error {
-	f, err := os.Open(path)
+	b, err := os.ReadFile(img)
 	if err != nil {
-		return err
+		return "", err
 	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", path, err)
-	}
-	return nil
+	return path, atomicfile.WriteFile(ctx, path, b, 0o644)
 }

@@ -22,6 +22,7 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	addr := fs.String("connect", "", "the agent's address (see below)")
 	tty := fs.Bool("tty", false, "run COMMAND on a pseudo-terminal, attached to this terminal in raw mode (keys, ^C included, go to the guest; window size changes follow)")
 	timeout := fs.Duration("timeout", 0, "give up after this long (0: no limit)")
+	connectTimeout := fs.Duration("connect-timeout", defaultConnectTimeout, "give up connecting to the agent (the connection and the protocol handshake) after this long; a guest still booting behind hybrid vsock is waited for until then")
 	usage := fs.Usage
 	fs.Usage = func() { usage(); fmt.Fprintln(stderr, "\n"+connectHelp) }
 	if err := parse(fs, args); err != nil {
@@ -36,7 +37,7 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
-	c, err := dial(ctx, *addr)
+	c, err := dialAgent(ctx, *addr, *connectTimeout)
 	if err != nil {
 		return err
 	}
@@ -49,6 +50,25 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return exitError{code}
 	}
 	return nil
+}
+
+// defaultConnectTimeout bounds connecting to an agent and its handshake:
+// an agent answers in milliseconds once its guest runs; one that does not
+// answer for this long sits in a paused or hung guest.
+const defaultConnectTimeout = 30 * time.Second
+
+// dialAgent connects to addr within limit and says what did not answer.
+func dialAgent(ctx context.Context, addr string, limit time.Duration) (*agent.Client, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("-connect-timeout %s: want a positive duration", limit)
+	}
+	dctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	c, err := dial(dctx, addr)
+	if err != nil && dctx.Err() != nil && ctx.Err() == nil {
+		return nil, fmt.Errorf("the agent at %s did not answer within %s (-connect-timeout): is its guest paused, hung or still booting? (%w)", addr, limit, err)
+	}
+	return c, err
 }
 
 // dial connects to an agent address of the forms in connectHelp.
@@ -78,12 +98,7 @@ func dial(ctx context.Context, addr string) (*agent.Client, error) {
 			break
 		}
 		// The guest may still be booting: DialHybridVsock retries until
-		// ctx ends; bound it if the caller did not.
-		if _, ok := ctx.Deadline(); !ok {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, time.Minute)
-			defer cancel()
-		}
+		// ctx ends.
 		return agent.DialHybridVsock(ctx, rest[:i], uint32(p))
 	}
 	return nil, fmt.Errorf("bad -connect address %q\n%s", addr, connectHelp)

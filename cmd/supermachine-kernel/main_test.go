@@ -83,8 +83,13 @@ func TestExtractAndInitramfs(t *testing.T) {
 		t.Fatalf("initramfs: %d %s", code, errs)
 	}
 	b, err := os.ReadFile(ir)
-	if err != nil || !bytes.Contains(b, []byte("ROOTFSTYPE='ext4'")) || !bytes.Contains(b, []byte("/dev/vdb:/data:ext4")) {
-		t.Errorf("initramfs archive lacks the options (%v)", err)
+	for _, want := range []string{`rootfstype "ext4"`, `mount "/dev/vdb" "/data" "ext4" ""`} {
+		if err != nil || !bytes.Contains(b, []byte(want)) {
+			t.Errorf("initramfs archive lacks %s in its settings file (%v)", want, err)
+		}
+	}
+	if code, _, errs := runCLI(t, "initramfs", "-o", ir, "-mount", "/dev/vdb:data:ext4"); code == 0 || !strings.Contains(errs, "not an absolute path") {
+		t.Errorf("initramfs with a relative mount target: code %d, %s", code, errs)
 	}
 }
 

@@ -24,7 +24,14 @@ import (
 // discipline echoes, edits lines and turns ^C into SIGINT for the guest's
 // foreground process group), and window size changes follow (SIGWINCH).
 func runCommand(ctx context.Context, c *agent.Client, argv []string, tty bool, stdout, stderr io.Writer) (int, error) {
+	return runCommandWith(ctx, c, argv, execSettings{}, tty, stdout, stderr)
+}
+
+// runCommandWith is runCommand with an environment, working directory
+// and user for argv.
+func runCommandWith(ctx context.Context, c *agent.Client, argv []string, s execSettings, tty bool, stdout, stderr io.Writer) (int, error) {
 	cmd := c.Command(ctx, argv[0], argv[1:]...)
+	cmd.Env, cmd.Dir, cmd.User = s.Env, s.Dir, s.User
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.TTY = tty
 	term := isTerminal(os.Stdin)
@@ -47,14 +54,19 @@ func runCommand(ctx context.Context, c *agent.Client, argv []string, tty bool, s
 		defer signal.Stop(winch)
 	}
 	err := cmd.Start()
+	if err == nil {
+		// A signal to the CLI reaches the command first, as a signal to
+		// a shell's foreground job would.
+		done := make(chan struct{})
+		defer close(done)
+		defer setSignalForwarder(guestForwarder(cmd, done))()
+	}
 	if err == nil && winch != nil {
-		go func() {
-			for range winch {
-				if rows, cols, err := termSize(os.Stdin); err == nil {
-					cmd.Resize(rows, cols)
-				}
+		defer relayResizes(winch, func() {
+			if rows, cols, err := termSize(os.Stdin); err == nil {
+				cmd.Resize(rows, cols)
 			}
-		}()
+		})()
 	}
 	if err == nil {
 		err = cmd.Wait()
@@ -85,4 +97,24 @@ func signalNumber(name string) int {
 		return n
 	}
 	return 0
+}
+
+// relayResizes calls resize for each signal on winch until the returned
+// stop is called, which returns once the relay has ended (signal.Stop
+// does not close winch, so the relay cannot end on its own).
+func relayResizes(winch <-chan os.Signal, resize func()) (stop func()) {
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-winch:
+				resize()
+			case <-quit:
+				return
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"debug/elf"
@@ -17,12 +16,14 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
-	"golang.org/x/sys/unix"
 
 	"github.com/supermachine-go/supermachine-kernel/agent"
 	"github.com/supermachine-go/supermachine-kernel/initramfs"
 	"github.com/supermachine-go/supermachine-kernel/internal/guestassets"
+	"github.com/supermachine-go/supermachine-kernel/internal/lifetime"
+	"github.com/supermachine-go/supermachine-kernel/internal/poll"
 	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
+	"github.com/supermachine-go/supermachine-kernel/internal/tail"
 )
 
 // vmexecConfigFile is the optional settings file of vmexec, looked up
@@ -61,14 +62,15 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	mem := fs.Int("mem", cmp.Or(cfg.Memory, 1024), "guest memory in MiB")
-	cpus := fs.Int("cpus", cmp.Or(cfg.CPUs, min(2, runtime.NumCPU())), "virtual CPUs")
+	mem := fs.Int("mem", cmp.Or(cfg.Memory, 1024), fmt.Sprintf("guest memory in MiB (amd64: %d to %d; arm64: %d to %d)",
+		qemu.LimitsFor("amd64").MinMemoryMiB, qemu.LimitsFor("amd64").MaxMemoryMiB, qemu.LimitsFor("arm64").MinMemoryMiB, qemu.LimitsFor("arm64").MaxMemoryMiB))
+	cpus := fs.Int("cpus", cmp.Or(cfg.CPUs, min(2, runtime.NumCPU())), fmt.Sprintf("virtual CPUs (amd64: 1 to %d; arm64: 1 to %d)", qemu.LimitsFor("amd64").MaxCPUs, qemu.LimitsFor("arm64").MaxCPUs))
 	kvm := fs.String("kvm", cmp.Or(cfg.KVM, "auto"), "accelerator: auto, on, off (see boot -h)")
 	kernelFlag := fs.String("kernel", cfg.Kernel, "boot this kernel image instead of the bundled one (it must have virtio-mmio, virtio-fs, overlayfs and the serial console built in)")
 	appendArgs := fs.String("append", strings.Join(cfg.Append, " "), "extra kernel command line parameters")
 	net := fs.Bool("net", cfg.Net, "add a virtio-net device (QEMU user networking)")
 	timeout := fs.Duration("timeout", 0, "give up on the binary after this long (default: no limit)")
-	verbose := fs.Bool("v", false, "show boot progress, the guest console and QEMU's and virtiofsd's messages")
+	verbose := fs.Bool("v", false, "show boot progress, QEMU's command line, the guest console and QEMU's and virtiofsd's messages")
 	mounts := multiFlag(cfg.Mounts)
 	fs.Var(&mounts, "mount", "also show host directory HOST at GUEST: HOST[:GUEST][:rw] (repeatable; read-only unless :rw)")
 	if err := parse(fs, args); err != nil {
@@ -77,6 +79,9 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() == 0 {
 		fs.Usage()
 		return errUsage
+	}
+	if errVMExecUnsupported != nil {
+		return errVMExecUnsupported
 	}
 	if cfg.Timeout != "" && *timeout == 0 {
 		if *timeout, err = time.ParseDuration(cfg.Timeout); err != nil {
@@ -103,6 +108,21 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	lim := qemu.LimitsFor(arch)
+	if err := lim.CheckMemory(*mem, *kernelFlag == ""); err != nil {
+		return fmt.Errorf("vmexec: -mem (%s guest): %w", arch, err)
+	}
+	if err := lim.CheckCPUs(*cpus); err != nil {
+		return fmt.Errorf("vmexec: -cpus (%s guest): %w", arch, err)
+	}
+	if *kernelFlag != "" {
+		if _, err := os.Stat(*kernelFlag); err != nil {
+			return fmt.Errorf("vmexec: -kernel: %w", err)
+		}
+		if ka := qemu.KernelArch(*kernelFlag); ka != "" && ka != arch {
+			return fmt.Errorf("vmexec: -kernel: %s is a kernel for %s, not for the %s guest %s needs", *kernelFlag, ka, arch, filepath.Base(binary))
+		}
+	}
 	cwd, err := os.Getwd()
 	if err != nil {
 		return err
@@ -121,16 +141,13 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		binds = append(binds, b)
 	}
-	var appendList []string
+	// The binds go in a per-boot initramfs segment, which carries any
+	// path (the kernel command line cannot carry blanks or colons).
+	var shared initramfs.Settings
 	for _, b := range binds {
-		for _, p := range []string{b.host, b.guest} {
-			if strings.ContainsAny(p, " \t\n:'\"\\$`;&|<>(){}*?[]") {
-				return fmt.Errorf("vmexec: the path %q cannot be shared (it contains a space, ':' or a shell metacharacter)", p)
-			}
-		}
-		appendList = append(appendList, "supermachine.mount=/lower"+b.host+":"+b.guest+":bind")
+		shared.Mounts = append(shared.Mounts, initramfs.Mount{Source: "/lower" + b.host, Target: b.guest, FSType: "bind"})
 	}
-	appendList = append(appendList, strings.Fields(*appendArgs)...)
+	appendList := strings.Fields(*appendArgs)
 
 	set, err := guestassets.For(arch)
 	if err != nil {
@@ -144,16 +161,22 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		kernelSHA = set.Kernel.SHA256
 	}
-	initrd, err := cachedInitramfs(ctx, initramfs.Options{Root: vmexecShareTag, RootFSType: "virtiofs"}, set)
+	initrd, err := cachedInitramfs(ctx, initramfs.Options{Settings: initramfs.Settings{Root: vmexecShareTag, RootFSType: "virtiofs"}}, set)
 	if err != nil {
 		return err
 	}
 
-	dir, err := os.MkdirTemp("", "supermachine-vmexec-")
+	dir, err := lifetime.MkdirTemp("vmexec")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer lifetime.RemoveTemp(dir)
+	if err := checkSocketDir(dir, "virtiofsd.sock"); err != nil {
+		return err
+	}
+	if initrd, err = withSegment(initrd, dir, shared); err != nil {
+		return err
+	}
 	progress("starting virtiofsd")
 	fsd, err := startVirtiofsd(ctx, dir, binds, logw)
 	if err != nil {
@@ -173,12 +196,13 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			// vhost-user devices need virtio 1.0; QEMU's virtio-mmio
 			// defaults to the legacy interface.
 			"-global", "virtio-mmio.force-legacy=false",
-			"-chardev", "socket,id=hostfs,path=" + fsd.socket,
+			"-chardev", "socket,id=hostfs,path=" + qemu.OptValue(fsd.socket),
 			"-device", "vhost-user-fs-device,chardev=hostfs,tag=" + vmexecShareTag,
 		},
 	}
 	if *verbose {
 		qcfg.Console, qcfg.Stderr = stderr, stderr
+		qcfg.Trace = func(argv []string) { progress("%s", shellQuote(argv)) }
 	}
 	vm, c, err := qemu.Boot(ctx, qcfg)
 	if err != nil {
@@ -201,7 +225,16 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if st, err := os.Stdin.Stat(); err == nil && st.Mode()&os.ModeCharDevice == 0 && st.Mode()&os.ModeNamedPipe != 0 {
 		cmd.Stdin = os.Stdin
 	}
-	runErr := cmd.Run()
+	// A signal to vmexec reaches the binary first, as on the host: a Go
+	// test binary prints its goroutine stacks on go test's SIGQUIT.
+	runErr := cmd.Start()
+	if runErr == nil {
+		done := make(chan struct{})
+		clear := setSignalForwarder(guestForwarder(cmd, done))
+		runErr = cmd.Wait()
+		close(done)
+		clear()
+	}
 	code := 0
 	var ee *agent.ExitError
 	switch {
@@ -334,7 +367,7 @@ func loadVMExecConfig() (vmexecConfig, string, error) {
 type virtiofsd struct {
 	socket string
 	cmd    *exec.Cmd
-	out    *bytes.Buffer
+	out    *tail.Lines // its last messages, for error reports
 	done   chan struct{}
 }
 
@@ -370,7 +403,7 @@ func startVirtiofsd(ctx context.Context, dir string, binds []bindMount, logw io.
 	if err := os.Mkdir(view, 0o700); err != nil {
 		return nil, err
 	}
-	d := &virtiofsd{socket: filepath.Join(dir, "virtiofsd.sock"), out: &bytes.Buffer{}, done: make(chan struct{})}
+	d := &virtiofsd{socket: filepath.Join(dir, "virtiofsd.sock"), out: tail.New(virtiofsdLines, logw), done: make(chan struct{})}
 	args := []string{"vmexec-virtiofsd", "-socket", d.socket, "-view", view, "-virtiofsd", bin}
 	for _, b := range binds {
 		if b.rw {
@@ -378,76 +411,51 @@ func startVirtiofsd(ctx context.Context, dir string, binds []bindMount, logw io.
 		}
 	}
 	d.cmd = exec.CommandContext(ctx, self, args...)
-	d.cmd.Stdout = io.MultiWriter(d.out, logw)
-	d.cmd.Stderr = d.cmd.Stdout
-	if err := d.cmd.Start(); err != nil {
+	d.cmd.Stdout = d.out
+	d.cmd.Stderr = d.out
+	if err := lifetime.Start(d.cmd); err != nil {
 		return nil, fmt.Errorf("vmexec: starting virtiofsd: %w", err)
 	}
 	go func() {
 		d.cmd.Wait()
 		close(d.done)
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(d.socket); err == nil {
-			return d, nil
-		}
+	// virtiofsd creates its socket within milliseconds; 10 s covers a
+	// loaded machine.
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err = poll.Until(wctx, poll.Fast, "virtiofsd's socket "+d.socket, func() (bool, error) {
 		select {
 		case <-d.done:
-			return nil, fmt.Errorf("vmexec: virtiofsd exited at once:\n%s", d.out)
-		case <-time.After(5 * time.Millisecond):
+			return false, poll.Stop(fmt.Errorf("vmexec: virtiofsd exited at once:\n%s", d.out))
+		default:
 		}
-		if time.Now().After(deadline) {
-			d.stop()
-			return nil, fmt.Errorf("vmexec: virtiofsd did not create its socket within 10s:\n%s", d.out)
+		_, err := os.Stat(d.socket)
+		return err == nil, nil
+	})
+	if err != nil {
+		d.stop()
+		if _, ok := err.(*poll.Error); ok {
+			return nil, fmt.Errorf("vmexec: %w:\n%s", err, d.out)
 		}
+		return nil, err
 	}
+	return d, nil
 }
 
+// virtiofsdLines is how many of virtiofsd's last lines vmexec keeps for
+// its error reports.
+const virtiofsdLines = 20
+
 func (d *virtiofsd) messages() string {
-	if d.out.Len() == 0 {
+	s := strings.TrimSpace(d.out.String())
+	if s == "" {
 		return ""
 	}
-	return "\n--- virtiofsd said ---\n" + strings.TrimSpace(d.out.String())
+	return "\n--- virtiofsd said ---\n" + s
 }
 
 func (d *virtiofsd) stop() {
 	d.cmd.Process.Kill()
 	<-d.done
-}
-
-// cmdVirtiofsdHelper is the hidden command vmexec-virtiofsd: in a new
-// mount namespace it binds the host's root at -view, makes the whole tree
-// read-only, binds each -rw directory writable over it, and execs
-// virtiofsd on the view. The host's own mounts are untouched.
-func cmdVirtiofsdHelper(args []string, stderr io.Writer) error {
-	fs := newFlags("vmexec-virtiofsd", "(internal)", stderr)
-	socket := fs.String("socket", "", "vhost-user socket path")
-	view := fs.String("view", "", "empty directory for the view of /")
-	bin := fs.String("virtiofsd", "", "virtiofsd binary")
-	var rw multiFlag
-	fs.Var(&rw, "rw", "writable directory (repeatable)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	runtime.LockOSThread()
-	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-		return fmt.Errorf("unshare mount namespace: %w", err)
-	}
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return fmt.Errorf("make mounts private: %w", err)
-	}
-	if err := unix.Mount("/", *view, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("bind / at %s: %w", *view, err)
-	}
-	if err := unix.MountSetattr(unix.AT_FDCWD, *view, unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
-		return fmt.Errorf("make the view of / read-only: %w", err)
-	}
-	for _, d := range rw {
-		if err := unix.Mount(d, filepath.Join(*view, d), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return fmt.Errorf("bind %s writable: %w", d, err)
-		}
-	}
-	argv := []string{*bin, "--socket-path=" + *socket, "-o", "source=" + *view, "-o", "cache=auto", "-o", "sandbox=namespace", "-o", "xattr"}
-	return unix.Exec(*bin, argv, os.Environ())
 }

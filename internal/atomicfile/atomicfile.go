@@ -34,7 +34,24 @@ type File struct {
 	f         *os.File
 	dest, dir string
 	perm      fs.FileMode
+	owner     *Owner
 	done      bool
+}
+
+// Options are the settings of CreateWith beyond the permission.
+type Options struct {
+	// Owner, when not nil, is given to the file at commit.
+	Owner *Owner
+	// ReplaceSymlink makes a symbolic link at the destination be
+	// replaced by the file, as rename(2) replaces it (the link's target
+	// is untouched), where Create refuses it with ErrSymlink.
+	ReplaceSymlink bool
+}
+
+// Owner is a file's user and group ID; -1 in either leaves that one as
+// the writing process created it.
+type Owner struct {
+	UID, GID int
 }
 
 // Create starts writing dest: it refuses a destination that is a symbolic
@@ -46,7 +63,13 @@ type File struct {
 // fs.ErrNotExist (missing directory), fs.ErrPermission or syscall.EROFS,
 // ErrSymlink, syscall.EISDIR.
 func Create(dest string, perm fs.FileMode) (*File, error) {
-	if err := checkDest(dest); err != nil {
+	return CreateWith(dest, perm, Options{})
+}
+
+// CreateWith is Create with the settings of o: an owner for the file and
+// whether a symbolic link at dest is replaced rather than refused.
+func CreateWith(dest string, perm fs.FileMode, o Options) (*File, error) {
+	if err := checkDest(dest, o.ReplaceSymlink); err != nil {
 		return nil, err
 	}
 	dir, base := filepath.Split(dest)
@@ -63,7 +86,7 @@ func Create(dest string, perm fs.FileMode) (*File, error) {
 		return nil, fmt.Errorf("cannot create a file in %s: %w", dir, unwrapPath(err))
 	}
 	lock(f)
-	return &File{f: f, dest: dest, dir: dir, perm: perm}, nil
+	return &File{f: f, dest: dest, dir: dir, perm: perm, owner: o.Owner}, nil
 }
 
 // Name returns the path of the temporary file.
@@ -127,10 +150,16 @@ func (f *File) Cleanup() {
 	}
 }
 
-// finish gives the temporary file its mode and syncs it.
+// finish gives the temporary file its owner and mode and syncs it. The
+// owner goes first: changing it clears the setuid and setgid bits.
 func (f *File) finish() error {
 	if f.done {
 		return errors.New("atomicfile: " + f.dest + " already committed or cleaned up")
+	}
+	if o := f.owner; o != nil {
+		if err := f.f.Chown(o.UID, o.GID); err != nil {
+			return fmt.Errorf("chown %s to %d:%d: %w", f.f.Name(), o.UID, o.GID, unwrapPath(err))
+		}
 	}
 	if err := f.f.Chmod(f.perm); err != nil {
 		return fmt.Errorf("chmod %s: %w", f.f.Name(), unwrapPath(err))
@@ -180,8 +209,9 @@ func WriteFile(ctx context.Context, dest string, data []byte, perm fs.FileMode) 
 	return nil
 }
 
-// checkDest rejects destinations that are symbolic links or directories.
-func checkDest(dest string) error {
+// checkDest rejects destinations that are directories, and symbolic
+// links unless replaceSymlink.
+func checkDest(dest string, replaceSymlink bool) error {
 	fi, err := os.Lstat(dest)
 	switch {
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
@@ -190,6 +220,8 @@ func checkDest(dest string) error {
 		return nil
 	case err != nil:
 		return unwrapPath(err)
+	case fi.Mode()&fs.ModeSymlink != 0 && replaceSymlink:
+		return nil
 	case fi.Mode()&fs.ModeSymlink != 0:
 		target, _ := os.Readlink(dest)
 		if _, err := os.Stat(dest); err != nil {

@@ -15,6 +15,7 @@
 // process dies, however it dies, so an unlocked temporary is abandoned.
 //
 // Destinations that are symbolic links, dangling or not, are refused
-// (ErrSymlink) rather than followed or replaced, and so are directories
-// (syscall.EISDIR).
+// (ErrSymlink) rather than followed or replaced, unless the writer asks
+// for them to be replaced (CreateWith); directories are always refused
+// (syscall.EISDIR). CreateWith also gives the file an owner.
 package atomicfile

@@ -90,6 +90,9 @@ func BenchmarkBoot(b *testing.B) {
 		})
 	}
 	for _, arch := range []string{"amd64", "arm64"} {
+		b.Run(arch+"/userspace", func(b *testing.B) { benchUserSpace(b, arch) })
+	}
+	for _, arch := range []string{"amd64", "arm64"} {
 		b.Run(arch+"/init", func(b *testing.B) { benchInitBoot(b, arch, "") })
 		b.Run(arch+"/init-debian-cloud", func(b *testing.B) {
 			env := AnchorEnv + "_" + strings.ToUpper(arch)
@@ -248,6 +251,122 @@ func readGuestMemory(ctx context.Context, g *Guest) (guestMemory, error) {
 	}, nil
 }
 
+// CompareInitrdEnv, suffixed with _AMD64 or _ARM64, names another
+// initramfs of that arch (say, one built by the initramfs package of an
+// earlier commit) for the userspace variant to boot in turns with the
+// current one.
+const CompareInitrdEnv = "SUPERMACHINE_COMPARE_INITRD"
+
+// benchUserSpace measures the user-space part of the boot: in each
+// iteration, in rotating order, it boots the bundled kernel into the
+// busybox /init of benchInitBoot, into the agent initramfs, and, with
+// CompareInitrdEnv_<ARCH> set, into that other initramfs, all in the same
+// machine (devices, command line, root image). It reports each one's median uptime, the
+// agent-ready medians minus the busybox /init median (userspace-p50-ms:
+// what the init and the agent add), and the agent's RSS after its first
+// exec (agent-rss-KiB, VmRSS of PID 1). A guest under TCG runs tens of
+// percent faster or slower from one boot to the next on a loaded machine:
+// take enough iterations, and note the load. Figures of the other initramfs
+// carry a "compare-" prefix. For the shell-init initramfs of an earlier
+// commit, build it there with initramfs.Build and the embedded busybox
+// and agent, then:
+//
+//	SUPERMACHINE_COMPARE_INITRD_AMD64=/tmp/old-amd64.cpio go test -run '^$' -bench 'BenchmarkBoot/amd64/userspace' -benchtime 10x ./internal/boottest/
+func benchUserSpace(b *testing.B, arch string) {
+	needToolsB(b, arch)
+	ctx := context.Background()
+	dir := b.TempDir()
+	im, err := MakeImages(ctx, arch, dir, nil, "zstd")
+	if err != nil {
+		b.Fatal(err)
+	}
+	busyboxInit := filepath.Join(dir, "busybox-init.cpio.gz")
+	if err := writeUptimeInitramfs(busyboxInit, im.Busybox); err != nil {
+		b.Fatal(err)
+	}
+	initrds := []string{im.Initrd}
+	if other := os.Getenv(CompareInitrdEnv + "_" + strings.ToUpper(arch)); other != "" {
+		initrds = append(initrds, other)
+	}
+	extra := strings.Fields(os.Getenv("SUPERMACHINE_BENCH_CMDLINE"))
+	n := len(initrds) + 1 // the last turn is busybox's
+	ready := make([][]float64, len(initrds))
+	rss := make([][]float64, len(initrds))
+	var initUp []float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j := range n {
+			k := (i + j) % n
+			if k == len(initrds) {
+				initUp = append(initUp, initBootOnce(b, im, dir, busyboxInit, extra))
+				continue
+			}
+			im.Initrd = initrds[k]
+			r, kib := userSpaceBootOnce(b, im, dir, extra)
+			ready[k] = append(ready[k], r)
+			rss[k] = append(rss[k], kib)
+		}
+	}
+	b.StopTimer()
+	report(b, "init-uptime", initUp)
+	for k := range initrds {
+		prefix := ""
+		if k > 0 {
+			prefix = "compare-"
+		}
+		report(b, prefix+"ready-uptime", ready[k])
+		b.ReportMetric(median(ready[k])-median(initUp), prefix+"userspace-p50-ms")
+		b.ReportMetric(median(rss[k]), prefix+"agent-rss-KiB")
+	}
+}
+
+// userSpaceBootOnce boots im and returns the agent-ready uptime (ms) and
+// the agent's VmRSS (KiB) after its first exec.
+func userSpaceBootOnce(b *testing.B, im *Images, dir string, extra []string) (ready, rssKiB float64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	g, err := Boot(ctx, im, dir, false, extra...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.Close()
+	out, err := g.Shell(ctx, "grep VmRSS /proc/1/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if f := strings.Fields(out); len(f) < 2 {
+		b.Fatalf("VmRSS of PID 1: %q", out)
+	} else if rssKiB, err = strconv.ParseFloat(f[1], 64); err != nil {
+		b.Fatalf("VmRSS of PID 1: %q", out)
+	}
+	m := readyRE.FindStringSubmatch(g.VM.Console())
+	if m == nil {
+		b.Fatalf("no ready line on the console:\n%s", g.VM.Console())
+	}
+	up, _ := strconv.ParseFloat(m[1], 64)
+	return math.Round(up * 1000), rssKiB
+}
+
+// initBootOnce boots the machine of im (same devices, same command line)
+// into the busybox /init of initrd and returns the uptime (ms) it printed.
+func initBootOnce(b *testing.B, im *Images, dir, initrd string, extra []string) float64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg := Config(im, dir, false, extra...)
+	cfg.Initrd = initrd
+	vm, err := qemu.Start(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	err = vm.Wait(ctx)
+	m := initRE.FindStringSubmatch(vm.Console())
+	if m == nil {
+		b.Fatalf("no uptime line (err %v):\n%s", err, vm.Console())
+	}
+	u, _ := strconv.ParseFloat(m[1], 64)
+	return u * 1000
+}
+
 // benchInitBoot boots the bundled kernel of arch into a busybox-only
 // initramfs whose /init prints the uptime and ends the guest. With
 // anchorKernel set it boots that kernel image too, the two in turns (which
@@ -279,7 +398,7 @@ func benchInitBoot(b *testing.B, arch, anchorKernel string) {
 			if k > 0 {
 				cfg.Cmdline = anchorCmdline(arch, emulated)
 			}
-			u, w, accel := initBootOnce(b, cfg)
+			u, w, accel := timedInitBoot(b, cfg)
 			if k == 0 {
 				emulated = accel == qemu.TCG
 			}
@@ -308,10 +427,10 @@ func anchorCmdline(arch string, emulated bool) string {
 	return kernel.CommandLine(kernel.CommandLineOptions{Arch: arch, Emulated: emulated})
 }
 
-// initBootOnce boots cfg to the uptime /init and returns the guest uptime
+// timedInitBoot boots cfg to the uptime /init and returns the guest uptime
 // the /init printed and the host time from starting QEMU to that line
 // (ms), and the accelerator QEMU used.
-func initBootOnce(b *testing.B, cfg qemu.Config) (up, wall float64, accel string) {
+func timedInitBoot(b *testing.B, cfg qemu.Config) (up, wall float64, accel string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	line := &lineTimer{marker: []byte("BOOTTEST-INIT uptime=")}

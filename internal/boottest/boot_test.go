@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/supermachine-go/supermachine-kernel/agent"
+	"github.com/supermachine-go/supermachine-kernel/internal/poll"
 	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
 )
 
@@ -48,7 +50,7 @@ func testBoot(t *testing.T, arch string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := Boot(ctx, im, dir, true, "supermachine.allow_any_cid=1")
+	g, err := Boot(ctx, im, dir, true, "supermachine.allow_any_cid=1", "supermachine.frobnicate=1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,6 +191,10 @@ func testBoot(t *testing.T, arch string) {
 		if c := g.VM.Console(); !strings.Contains(c, "supermachine-agent") || !strings.Contains(c, "ready") {
 			t.Errorf("the console did not carry the agent's ready line:\n%s", c)
 		}
+		// An unknown supermachine.* parameter is reported and ignored.
+		if c, want := g.VM.Console(), "unknown parameter supermachine.frobnicate ignored"; !strings.Contains(c, want) {
+			t.Errorf("the console lacks %q:\n%s", want, c)
+		}
 	})
 	t.Run("clock", func(t *testing.T) { testGuestClock(ctx, t, g, arch, dir) })
 	t.Run("no zombies", func(t *testing.T) {
@@ -214,8 +220,53 @@ func testBoot(t *testing.T, arch string) {
 	poweredOff = true
 }
 
-// A broken boot must say what failed and end the guest, not hang.
+// A broken boot must say what failed and end the guest, not hang: a
+// missing root device, a malformed parameter.
 func TestInitFailurePowersOff(t *testing.T) {
+	for _, arch := range []string{"amd64", "arm64"} {
+		for _, tt := range []struct {
+			name   string
+			append []string
+			want   string
+		}{
+			{"no root device", []string{"supermachine.root=/dev/vdz", "supermachine.rootwait=1"},
+				"supermachine-init: FATAL: root device /dev/vdz did not appear within 1s"},
+			{"mount without target", []string{"supermachine.mount=/dev/vdb"},
+				"supermachine-init: FATAL: kernel command line parameter supermachine.mount=/dev/vdb: "},
+		} {
+			t.Run(arch+"/"+tt.name, func(t *testing.T) {
+				needTools(t, arch)
+				ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+				defer cancel()
+				dir := t.TempDir()
+				im, err := MakeImages(ctx, arch, dir, nil, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				vm, err := qemu.Start(ctx, qemu.Config{
+					Arch: arch, Kernel: im.Kernel, Initrd: im.Initrd, Append: tt.append,
+					Disks: []qemu.Disk{{Path: im.Root, ReadOnly: true}},
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				wctx, wcancel := context.WithTimeout(ctx, 90*time.Second)
+				defer wcancel()
+				if err := vm.Wait(wctx); errors.Is(err, context.DeadlineExceeded) {
+					vm.Kill()
+					t.Fatalf("the guest did not end after a failed boot:\n%s", vm.Console())
+				}
+				if c := vm.Console(); !strings.Contains(c, tt.want) {
+					t.Errorf("console lacks %q:\n%s", tt.want, c)
+				}
+			})
+		}
+	}
+}
+
+// With supermachine.rescue=1 a failed init gives a busybox shell on the
+// serial console, and the guest powers off when it exits.
+func TestInitFailureRescueShell(t *testing.T) {
 	for _, arch := range []string{"amd64", "arm64"} {
 		t.Run(arch, func(t *testing.T) {
 			needTools(t, arch)
@@ -226,9 +277,18 @@ func TestInitFailurePowersOff(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The commands are typed once the shell prompts (input
+			// that comes earlier may be flushed); the pipe stays open
+			// until QEMU has exited.
+			in, typed, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer in.Close()
+			defer typed.Close()
 			vm, err := qemu.Start(ctx, qemu.Config{
-				Arch: arch, Kernel: im.Kernel, Initrd: im.Initrd,
-				Append: []string{"supermachine.root=/dev/vdz", "supermachine.rootwait=1"},
+				Arch: arch, Kernel: im.Kernel, Initrd: im.Initrd, ConsoleInput: in,
+				Append: []string{"supermachine.root=/dev/vdz", "supermachine.rootwait=1", "supermachine.rescue=1"},
 				Disks:  []qemu.Disk{{Path: im.Root, ReadOnly: true}},
 			})
 			if err != nil {
@@ -236,13 +296,24 @@ func TestInitFailurePowersOff(t *testing.T) {
 			}
 			wctx, wcancel := context.WithTimeout(ctx, 90*time.Second)
 			defer wcancel()
+			if err := poll.Until(wctx, poll.Peer, "the rescue shell's prompt", func() (bool, error) {
+				return strings.Contains(vm.Console(), "rescue# "), nil
+			}); err != nil {
+				vm.Kill()
+				t.Fatalf("%v:\n%s", err, vm.Console())
+			}
+			if _, err := typed.WriteString("echo RESCUE-$((6*7)) $(ls /supermachine)\nexit\n"); err != nil {
+				t.Fatal(err)
+			}
 			if err := vm.Wait(wctx); errors.Is(err, context.DeadlineExceeded) {
 				vm.Kill()
-				t.Fatalf("the guest did not end after a failed boot:\n%s", vm.Console())
+				t.Fatalf("the guest did not end after the rescue shell exited:\n%s", vm.Console())
 			}
-			want := "supermachine-init: FATAL: root device /dev/vdz did not appear within 1s"
-			if c := vm.Console(); !strings.Contains(c, want) {
-				t.Errorf("console lacks %q:\n%s", want, c)
+			c := vm.Console()
+			for _, want := range []string{"supermachine-init: FATAL: root device /dev/vdz", "supermachine-init: rescue shell", "RESCUE-42 init.conf", "supermachine-init: rescue shell ended"} {
+				if !strings.Contains(c, want) {
+					t.Errorf("console lacks %q:\n%s", want, c)
+				}
 			}
 		})
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/supermachine-go/supermachine-kernel/internal/atomicfile"
+	"github.com/supermachine-go/supermachine-kernel/internal/lifetime"
 	"github.com/supermachine-go/supermachine-kernel/kernel"
 )
 
@@ -268,7 +269,7 @@ func ForgetAccelVerdicts(stateDir string) error {
 func qemuVersion(bin string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, "--version").Output()
+	out, err := lifetime.Output(exec.CommandContext(ctx, bin, "--version"))
 	if err != nil {
 		return ""
 	}

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/supermachine-go/supermachine-kernel/agent/server"
 	"github.com/supermachine-go/supermachine-kernel/internal/reexec"
 )
 
@@ -33,6 +32,8 @@ import (
 //	boots           prints a console line and serves the agent protocol on
 //	                the agent socket, like a guest whose agent is ready
 //	stuck-once      boots, but never answers the first connection
+//	chatty          boots after printing 5×ConsoleLines lines on the
+//	                console and on stderr
 const fakePrefix = "fake-qemu:"
 
 func TestMain(m *testing.M) {
@@ -90,6 +91,13 @@ func fakeQEMU(mode string, args []string) int {
 		select {}
 	}
 	fmt.Println("Linux version 6.12.117 (fake)")
+	if mode == "chatty" {
+		// More console lines than a VM keeps, and as many on stderr.
+		for i := range 5 * ConsoleLines {
+			fmt.Printf("console line %d\n", i)
+			fmt.Fprintf(os.Stderr, "qemu line %d\n", i)
+		}
+	}
 	if agentPath != "" {
 		l, err := net.Listen("unix", agentPath)
 		if err != nil {
@@ -105,7 +113,7 @@ func fakeQEMU(mode string, args []string) int {
 			}
 			defer held.Close()
 		}
-		server.New(server.Config{Version: "fake"}).Serve(l)
+		serveFakeAgent(l)
 	}
 	select {}
 }
@@ -118,10 +126,22 @@ func serveFakeQMP(path string, status *atomic.Value, stop <-chan struct{}) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	conn, err := l.Accept()
-	if err != nil {
-		return
+	for first := true; ; first = false {
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		if first {
+			go serveFakeQMPConn(conn, status, stop)
+		} else {
+			go serveFakeQMPConn(conn, status, nil)
+		}
 	}
+}
+
+// serveFakeQMPConn serves one QMP client; stop, if not nil, sends it a
+// STOP event when closed.
+func serveFakeQMPConn(conn net.Conn, status *atomic.Value, stop <-chan struct{}) {
 	var mu sync.Mutex
 	enc := json.NewEncoder(conn)
 	send := func(v any) {
@@ -130,10 +150,12 @@ func serveFakeQMP(path string, status *atomic.Value, stop <-chan struct{}) {
 		enc.Encode(v)
 	}
 	send(map[string]any{"QMP": map[string]any{"version": map[string]any{"qemu": map[string]int{"major": 7}}, "capabilities": []string{}}})
-	go func() {
-		<-stop
-		send(map[string]any{"event": "STOP", "timestamp": map[string]int{"seconds": 0}})
-	}()
+	if stop != nil {
+		go func() {
+			<-stop
+			send(map[string]any{"event": "STOP", "timestamp": map[string]int{"seconds": 0}})
+		}()
+	}
 	dec := json.NewDecoder(conn)
 	for {
 		var cmd struct{ Execute string }
@@ -141,6 +163,9 @@ func serveFakeQMP(path string, status *atomic.Value, stop <-chan struct{}) {
 			return
 		}
 		switch cmd.Execute {
+		case "quit":
+			send(map[string]any{"return": map[string]any{}})
+			os.Exit(0)
 		case "query-status":
 			st := status.Load().(string)
 			send(map[string]any{"return": map[string]any{"status": st, "running": st == "running"}})

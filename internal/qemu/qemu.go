@@ -23,13 +23,12 @@
 package qemu
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"runtime"
 	"strconv"
-	"sync"
+	"strings"
 )
 
 // AgentPortName is the virtio-serial port name the agent looks for by
@@ -69,6 +68,9 @@ type Config struct {
 	Net bool
 	// Console receives everything the guest prints on its serial console.
 	Console io.Writer
+	// ConsoleInput, if set, is what the guest reads from its serial
+	// console (QEMU's standard input), e.g. a terminal for a rescue shell.
+	ConsoleInput io.Reader
 	// Stderr receives QEMU's own messages (errors, register dumps); they
 	// are also kept for error reports.
 	Stderr io.Writer
@@ -92,6 +94,9 @@ type Config struct {
 	// DTB, if set, is the device tree to give the guest (-dtb) on
 	// ShapeVirtualization: see NoUARTDeviceTree.
 	DTB string
+	// Trace, if set, receives each QEMU command line (binary and
+	// arguments) before it starts.
+	Trace func(argv []string)
 	// ExtraArgs are appended to the QEMU command line.
 	ExtraArgs []string
 }
@@ -150,6 +155,12 @@ func (c Config) Args(accel string) (string, []string, error) {
 	if err := c.checkKernel(arch); err != nil {
 		return "", nil, err
 	}
+	if err := c.checkPaths(); err != nil {
+		return "", nil, err
+	}
+	if len(cmdline) >= maxCmdline {
+		return "", nil, fmt.Errorf("qemu: the kernel command line is %d bytes; the guest kernel takes at most %d (COMMAND_LINE_SIZE)", len(cmdline), maxCmdline-1)
+	}
 	a := []string{"-M", machine}
 	switch accel {
 	case KVM, HVF:
@@ -184,19 +195,43 @@ func (c Config) Args(accel string) (string, []string, error) {
 	return bin, append(a, c.ExtraArgs...), nil
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+// OptValue escapes s for use as a value inside a QEMU option that QEMU
+// splits at commas (-drive, -chardev, -qmp, -object, -fsdev, -device,
+// -M …: key=value,key=value): QEMU reads ",," as one comma in a value.
+// Options QEMU does not split (-kernel, -initrd, -dtb, -append) take
+// their value as it is.
+func OptValue(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// maxCmdline is the size of the guest kernel's command line buffer
+// (COMMAND_LINE_SIZE, 2048 on x86-64 and arm64), its final NUL included.
+const maxCmdline = 2048
+
+// MaxSocketPath is the longest Unix socket path: sockaddr_un's sun_path
+// holds 108 bytes on Linux and 104 on macOS and the BSDs, its final NUL
+// included.
+var MaxSocketPath = map[bool]int{true: 107, false: 103}[runtime.GOOS == "linux"]
+
+// checkSocketPath refuses a Unix socket path the kernel cannot bind.
+func checkSocketPath(what, path string) error {
+	if len(path) > MaxSocketPath {
+		return fmt.Errorf("qemu: %s %s is %d bytes long; a Unix socket path takes at most %d: use a shorter directory", what, path, len(path), MaxSocketPath)
+	}
+	return nil
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// checkPaths refuses the paths of c that QEMU cannot take whatever the
+// escaping: empty ones, and socket paths too long to bind.
+func (c Config) checkPaths() error {
+	if c.Kernel == "" {
+		return errors.New("qemu: no kernel image")
+	}
+	for i, d := range c.Disks {
+		if d.Path == "" {
+			return fmt.Errorf("qemu: disk %d has no path", i)
+		}
+	}
+	if c.AgentSocket != "" {
+		return checkSocketPath("the agent socket", c.AgentSocket)
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/supermachine-go/supermachine-kernel/internal/lifetime"
 	"github.com/supermachine-go/supermachine-kernel/kernel"
 )
 
@@ -154,11 +155,17 @@ func (c Config) deviceArgs(arch string) []string {
 	}
 	for _, i := range order {
 		d := c.Disks[i]
+		// Absolute: QEMU reads "name:" at the start of a relative path
+		// as a protocol (nbd:, http:, json:).
+		path, err := filepath.Abs(d.Path)
+		if err != nil {
+			path = d.Path
+		}
 		f := d.Format
 		if f == "" {
 			f = "raw"
 		}
-		drive := fmt.Sprintf("id=disk%d,file=%s,format=%s,if=none", i, d.Path, f)
+		drive := fmt.Sprintf("id=disk%d,file=%s,format=%s,if=none", i, OptValue(path), OptValue(f))
 		if d.ReadOnly {
 			drive += ",readonly=on"
 		}
@@ -171,7 +178,7 @@ func (c Config) deviceArgs(arch string) []string {
 			a = append(a, "-device", dev("serial")+",id=vsera")
 		}
 		a = append(a,
-			"-chardev", "socket,id=agent,path="+c.AgentSocket+",server=on,wait=off",
+			"-chardev", "socket,id=agent,path="+OptValue(c.AgentSocket)+",server=on,wait=off",
 			"-device", "virtserialport,bus="+bus+",chardev=agent,name="+AgentPortName)
 	}
 	if c.Net {
@@ -219,10 +226,10 @@ func NoUARTDeviceTree(ctx context.Context, c Config, path string) error {
 	}
 	for i := range args {
 		if args[i] == "-M" && i+1 < len(args) {
-			args[i+1] += ",dumpdtb=" + path
+			args[i+1] += ",dumpdtb=" + OptValue(path)
 		}
 	}
-	if out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput(); err != nil {
+	if out, err := lifetime.CombinedOutput(exec.CommandContext(ctx, bin, args...)); err != nil {
 		return fmt.Errorf("qemu: dumping the device tree: %w\n%s", err, out)
 	}
 	dtb, err := os.ReadFile(path)
@@ -240,12 +247,12 @@ func NoUARTDeviceTree(ctx context.Context, c Config, path string) error {
 		{"-r", path, node},
 		{"-d", path, "/chosen", "stdout-path"},
 	} {
-		if out, err := exec.CommandContext(ctx, fdtput, cmd...).CombinedOutput(); err != nil {
+		if out, err := lifetime.CombinedOutput(exec.CommandContext(ctx, fdtput, cmd...)); err != nil {
 			return fmt.Errorf("qemu: fdtput %s: %w\n%s", strings.Join(cmd, " "), err, out)
 		}
 	}
 	// The alias exists on some QEMU versions only.
-	exec.CommandContext(ctx, fdtput, "-d", path, "/aliases", "serial0").Run()
+	lifetime.Run(exec.CommandContext(ctx, fdtput, "-d", path, "/aliases", "serial0"))
 	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
 		return fmt.Errorf("qemu: no device tree at %s", filepath.Clean(path))
 	}

@@ -89,7 +89,9 @@ func TestShapeArgs(t *testing.T) {
 			}
 			// The first disk must come first on PCI and amd64, last
 			// on arm64 MMIO (virt probes its transports top down).
-			d0, d1 := slices.Index(a, "id=disk0,file=root.img,format=raw,if=none,readonly=on"), slices.Index(a, "id=disk1,file=data.img,format=raw,if=none")
+			// (Relative disk paths are made absolute.)
+			wd, _ := os.Getwd()
+			d0, d1 := slices.Index(a, "id=disk0,file="+wd+"/root.img,format=raw,if=none,readonly=on"), slices.Index(a, "id=disk1,file="+wd+"/data.img,format=raw,if=none")
 			if d0 < 0 || d1 < 0 || (d0 < d1) != (c.arch == "amd64" || c.shape.pci()) {
 				t.Errorf("disk order %d %d wrong for %s/%s", d0, d1, c.arch, c.shape)
 			}

@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,9 @@ import (
 	"github.com/digitalocean/go-qemu/qmp"
 
 	"github.com/supermachine-go/supermachine-kernel/agent"
+	"github.com/supermachine-go/supermachine-kernel/internal/lifetime"
+	"github.com/supermachine-go/supermachine-kernel/internal/poll"
+	"github.com/supermachine-go/supermachine-kernel/internal/tail"
 )
 
 // Deadlines bound the phases of a boot. A phase that runs over its
@@ -134,7 +138,7 @@ type VM struct {
 
 	stopOnce   sync.Once
 	stopped    chan struct{}
-	stopStatus string
+	stopStatus atomic.Value // string: the run state QEMU stopped the VM in
 }
 
 // Start starts QEMU and waits until the guest has printed its first
@@ -164,6 +168,9 @@ func boot(ctx context.Context, c Config, withAgent bool) (*VM, *agent.Client, er
 	}
 	if _, err := exec.LookPath(bin); err != nil {
 		return nil, nil, fmt.Errorf("%w: %s not found; install the Debian package %s (apt-get install %s)", ErrNoQEMU, bin, pkg, pkg)
+	}
+	if err := c.check(arch); err != nil {
+		return nil, nil, err
 	}
 	ch, err := c.choose(arch, bin)
 	if err != nil {
@@ -218,16 +225,20 @@ func launch(ctx context.Context, c Config, bin, accel string) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp("", "supermachine-qemu-")
+	tmp, err := lifetime.MkdirTemp("qemu")
 	if err != nil {
 		return nil, err
 	}
 	qmpSock := filepath.Join(tmp, "qmp.sock")
-	args = append(args, "-qmp", "unix:"+qmpSock+",server=on,wait=off")
+	if err := checkSocketPath("the QMP socket (in TMPDIR)", qmpSock); err != nil {
+		lifetime.RemoveTemp(tmp)
+		return nil, err
+	}
+	args = append(args, "-qmp", "unix:"+OptValue(qmpSock)+",server=on,wait=off")
 	if c.AgentSocket != "" {
 		os.Remove(c.AgentSocket)
 		if err := os.MkdirAll(filepath.Dir(c.AgentSocket), 0o755); err != nil {
-			os.RemoveAll(tmp)
+			lifetime.RemoveTemp(tmp)
 			return nil, err
 		}
 	}
@@ -236,19 +247,22 @@ func launch(ctx context.Context, c Config, bin, accel string) (*VM, error) {
 		done: make(chan struct{}), stopped: make(chan struct{}),
 		console: newConsoleWatch(c.Console), stderr: newStderrWatch(c.Stderr),
 	}
+	if c.Trace != nil {
+		c.Trace(append([]string{bin}, args...))
+	}
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Stdout, cmd.Stderr = vm.console, vm.stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = c.ConsoleInput, vm.console, vm.stderr
 	cmd.WaitDelay = time.Second
 	vm.cmd = cmd
 	vm.started = time.Now()
 	vm.console.started = vm.started
-	if err := cmd.Start(); err != nil {
-		os.RemoveAll(tmp)
+	if err := lifetime.Start(cmd); err != nil {
+		lifetime.RemoveTemp(tmp)
 		return nil, fmt.Errorf("qemu: %w", err)
 	}
 	go func() {
 		vm.err = cmd.Wait()
-		os.RemoveAll(tmp)
+		lifetime.RemoveTemp(tmp)
 		close(vm.done)
 	}()
 	if err := vm.connectMonitor(ctx, qmpSock); err != nil {
@@ -271,26 +285,23 @@ func (vm *VM) connectMonitor(ctx context.Context, sock string) error {
 	var monErr error
 	go func() {
 		defer close(connected)
-		for {
-			if _, err := os.Stat(sock); err == nil {
-				m, err := qmp.NewSocketMonitor("unix", sock, vm.dl.Start)
-				if err == nil {
-					if monErr = m.Connect(); monErr != nil {
-						m.Disconnect()
-						return
-					}
-					mon = m
-					return
-				}
+		pctx, cancel := vm.untilExit(ctx)
+		defer cancel()
+		poll.Until(pctx, poll.Fast, "QEMU's QMP socket "+sock, func() (bool, error) {
+			if _, err := os.Stat(sock); err != nil {
+				return false, nil
 			}
-			select {
-			case <-vm.done:
-				return
-			case <-ctx.Done():
-				return
-			case <-time.After(2 * time.Millisecond):
+			m, err := qmp.NewSocketMonitor("unix", sock, vm.dl.Start)
+			if err != nil {
+				return false, err
 			}
-		}
+			if monErr = m.Connect(); monErr != nil {
+				m.Disconnect()
+				return false, poll.Stop(monErr)
+			}
+			mon = m
+			return true, nil
+		})
 	}()
 	err := vm.wait(ctx, "starting QEMU", connected, func() (time.Time, string) {
 		return vm.started.Add(vm.dl.Start), fmt.Sprintf("its QMP monitor did not answer within %s", vm.dl.Start)
@@ -308,10 +319,17 @@ func (vm *VM) connectMonitor(ctx context.Context, sock string) error {
 		if monErr == nil {
 			monErr = errors.New("no connection")
 		}
+		if vm.exitedSoon() {
+			return vm.fail("starting QEMU", ErrExited, vm.exitReason("QEMU exited"), monErr)
+		}
 		return vm.fail("starting QEMU", ErrExited, "its QMP monitor failed: "+monErr.Error(), monErr)
 	}
 	vm.mon = mon
-	events, _ := mon.Events(ctx)
+	events, err := mon.Events(ctx)
+	if err != nil {
+		// Without events a stop of the VM would go unseen.
+		return vm.fail("starting QEMU", ErrExited, "its QMP monitor gave no event stream: "+err.Error(), err)
+	}
 	go vm.watchEvents(events)
 	return nil
 }
@@ -343,9 +361,15 @@ var statusRE = regexp.MustCompile(`"status":\s*"([^"]+)"`)
 
 func (vm *VM) markStopped(status string) {
 	vm.stopOnce.Do(func() {
-		vm.stopStatus = status
+		vm.stopStatus.Store(status)
 		close(vm.stopped)
 	})
+}
+
+// runState is the run state QEMU stopped the VM in, or "".
+func (vm *VM) runState() string {
+	s, _ := vm.stopStatus.Load().(string)
+	return s
 }
 
 // wait waits for ready while watching QEMU: its exit, a stop of the VM,
@@ -384,7 +408,7 @@ func (vm *VM) wait(ctx context.Context, phase string, ready <-chan struct{}, lim
 			}
 			return vm.fail(phase, ErrExited, reason, vm.err)
 		case <-vm.stopped:
-			return vm.fail(phase, ErrStopped, "QEMU stopped the VM (run state "+vm.stopStatus+")", nil)
+			return vm.fail(phase, ErrStopped, "QEMU stopped the VM (run state "+vm.runState()+")", nil)
 		case <-accelFail:
 			return vm.fail(phase, ErrStopped, "QEMU reported an accelerator error", nil)
 		case <-ctx.Done():
@@ -410,13 +434,17 @@ func (vm *VM) fail(phase string, kind error, reason string, err error) *BootErro
 	accelMsg := vm.stderr.accelMessage()
 	e := &BootError{Phase: phase, Accel: vm.accel, Kind: kind, Reason: reason, Err: err,
 		Console: lastLines(vm.Console(), 12), QEMU: vm.stderr.summary()}
+	if kind == ErrExited && e.QEMU == "" && !vm.console.seen() {
+		arch, _, _, _ := vm.cfg.binary()
+		e.Reason += "; " + vm.cfg.likelyCause(arch)
+	}
 	if vm.accel == TCG {
 		return e
 	}
 	switch {
 	case accelMsg != "":
 		e.AccelFault, e.certain, e.Reason = true, true, accelMsg
-	case vm.stopStatus == "internal-error":
+	case vm.runState() == "internal-error":
 		e.AccelFault, e.certain = true, true
 	case !vm.console.seen():
 		// The guest never ran far enough to print: a guest that works
@@ -506,9 +534,35 @@ func (vm *VM) ConnectAgent(ctx context.Context) (*agent.Client, error) {
 		return nil, err
 	}
 	if clErr != nil {
+		// A handshake cut by QEMU's exit (the guest powered off, or
+		// crashed): report the exit and what the guest printed.
+		if vm.exitedSoon() {
+			return nil, vm.fail("waiting for the agent", ErrExited, vm.exitReason("QEMU exited during the agent handshake"), clErr)
+		}
 		return nil, fmt.Errorf("qemu: agent: %w", clErr)
 	}
 	return cl, nil
+}
+
+// exitedSoon reports whether QEMU exits within a second: a connection to
+// it that broke is mostly the first sign of its exit.
+func (vm *VM) exitedSoon() bool {
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case <-vm.done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// exitReason is what, with its exit status if it failed.
+func (vm *VM) exitReason(what string) string {
+	if vm.err != nil {
+		return what + " (" + vm.err.Error() + ")"
+	}
+	return what
 }
 
 // agentDeadline is when the agent phase stalls: FirstOutput after start
@@ -524,20 +578,33 @@ func (vm *VM) agentDeadline() (time.Time, string) {
 // before it listens, so a refused dial is retried.
 func (vm *VM) dialAgentSocket(ctx context.Context) (net.Conn, error) {
 	var d net.Dialer
-	for {
-		conn, err := d.DialContext(ctx, "unix", vm.sock)
-		if err == nil {
-			return conn, nil
-		}
+	var conn net.Conn
+	pctx, cancel := vm.untilExit(ctx)
+	defer cancel()
+	err := poll.Until(pctx, poll.Fast, "the agent socket "+vm.sock, func() (bool, error) {
+		c, err := d.DialContext(ctx, "unix", vm.sock)
+		conn = c
+		return err == nil, err
+	})
+	return conn, err
+}
+
+// untilExit returns a context that ends with ctx, when QEMU exits, or
+// when cancel is called, whichever comes first.
+func (vm *VM) untilExit(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
 		select {
 		case <-vm.done:
-			return nil, err
+			cancel(errQEMUExited)
 		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(2 * time.Millisecond):
 		}
-	}
+	}()
+	return ctx, func() { cancel(context.Canceled) }
 }
+
+// errQEMUExited is the cause of a wait cut short by QEMU's exit.
+var errQEMUExited = errors.New("QEMU exited")
 
 // Accel is the accelerator the guest runs under: KVM, HVF or TCG.
 func (vm *VM) Accel() string { return vm.accel }
@@ -549,11 +616,21 @@ func (vm *VM) FellBack() string { return vm.fellBack }
 // Started is when QEMU was started.
 func (vm *VM) Started() time.Time { return vm.started }
 
-// Console returns everything the guest printed so far.
+// Console returns the last lines the guest printed (at most
+// ConsoleLines); Config.Console receives all of it.
 func (vm *VM) Console() string { return vm.console.String() }
 
-// QEMUOutput returns everything QEMU printed on its stderr so far.
+// QEMUOutput returns the last lines QEMU printed on its stderr (at most
+// StderrLines); Config.Stderr receives all of it.
 func (vm *VM) QEMUOutput() string { return vm.stderr.String() }
+
+// How much of the guest console and of QEMU's messages a VM keeps for
+// error reports and for Console and QEMUOutput: the last lines only, so
+// that a long-lived guest costs bounded memory.
+const (
+	ConsoleLines = 1000
+	StderrLines  = 200
+)
 
 // Done is closed when QEMU has exited.
 func (vm *VM) Done() <-chan struct{} { return vm.done }
@@ -581,8 +658,7 @@ func (vm *VM) Kill() {
 
 // consoleWatch keeps the guest console and when it last grew.
 type consoleWatch struct {
-	syncBuffer
-	fwd       io.Writer // Config.Console, or nil
+	*tail.Lines
 	started   time.Time
 	first     chan struct{}
 	firstOnce sync.Once
@@ -590,14 +666,11 @@ type consoleWatch struct {
 }
 
 func newConsoleWatch(w io.Writer) *consoleWatch {
-	return &consoleWatch{first: make(chan struct{}), fwd: w}
+	return &consoleWatch{Lines: tail.New(ConsoleLines, w), first: make(chan struct{})}
 }
 
 func (c *consoleWatch) Write(p []byte) (int, error) {
-	c.syncBuffer.Write(p)
-	if c.fwd != nil {
-		c.fwd.Write(p)
-	}
+	c.Lines.Write(p)
 	if len(p) > 0 {
 		c.lastNano.Store(time.Now().UnixNano())
 		c.firstOnce.Do(func() { close(c.first) })
@@ -614,8 +687,7 @@ func (c *consoleWatch) last() (time.Time, bool) {
 
 // stderrWatch keeps QEMU's messages and spots accelerator errors in them.
 type stderrWatch struct {
-	syncBuffer
-	fwd       io.Writer // Config.Stderr, or nil
+	*tail.Lines
 	mu        sync.Mutex
 	partial   string
 	matched   []string
@@ -631,14 +703,11 @@ var accelErrors = []string{
 }
 
 func newStderrWatch(w io.Writer) *stderrWatch {
-	return &stderrWatch{accelFail: make(chan struct{}), fwd: w}
+	return &stderrWatch{Lines: tail.New(StderrLines, w), accelFail: make(chan struct{})}
 }
 
 func (s *stderrWatch) Write(p []byte) (int, error) {
-	s.syncBuffer.Write(p)
-	if s.fwd != nil {
-		s.fwd.Write(p)
-	}
+	s.Lines.Write(p)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.partial += string(p)
@@ -707,4 +776,37 @@ func lastLines(s string, n int) string {
 		keep[i], keep[j] = keep[j], keep[i]
 	}
 	return strings.Join(keep, "\n")
+}
+
+// QuitLeftover asks a QEMU left running in dir, the temporary directory
+// of a VM whose owner died without stopping it, to quit through its QMP
+// socket. Where the kernel kills children with their parent (Linux) there
+// is none; elsewhere a SIGKILL of the owner leaves QEMU running. It gives
+// up after a few seconds.
+func QuitLeftover(dir string) {
+	sock := filepath.Join(dir, "qmp.sock")
+	if _, err := os.Stat(sock); err != nil {
+		return
+	}
+	conn, err := net.DialTimeout("unix", sock, time.Second)
+	if err != nil {
+		return // nobody listens: QEMU is gone
+	}
+	defer conn.Close()
+	// QEMU serves one monitor client at a time; the dead owner's
+	// connection is closed, so this one is served, or the deadline ends
+	// the attempt.
+	conn.SetDeadline(time.Now().Add(3 * time.Second))
+	r := bufio.NewReader(conn)
+	if _, err := r.ReadString('\n'); err != nil { // the greeting
+		return
+	}
+	if _, err := io.WriteString(conn, `{"execute":"qmp_capabilities"}`+"\n"); err != nil {
+		return
+	}
+	if _, err := r.ReadString('\n'); err != nil {
+		return
+	}
+	io.WriteString(conn, `{"execute":"quit"}`+"\n")
+	r.ReadString('\n')
 }

@@ -12,6 +12,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/supermachine-go/supermachine-kernel/internal/lifetime"
 )
 
 // Applets get /bin links to busybox in a tree written by WriteBusyboxTree.
@@ -79,7 +81,7 @@ func Squashfs(ctx context.Context, tree, out, comp string) error {
 		return ErrNoMksquashfs
 	}
 	cmd := exec.CommandContext(ctx, "mksquashfs", tree, out, "-noappend", "-all-root", "-quiet", "-no-progress", "-comp", comp)
-	if b, err := cmd.CombinedOutput(); err != nil {
+	if b, err := lifetime.CombinedOutput(cmd); err != nil {
 		return fmt.Errorf("mksquashfs %s: %w\n%s", tree, err, b)
 	}
 	return nil

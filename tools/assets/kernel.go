@@ -13,6 +13,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/supermachine-go/supermachine-kernel/internal/atomicfile"
 )
 
 // kernelArch is what differs between the arches in a kernel build.
@@ -184,9 +186,10 @@ func (p *pipeline) buildKernel(ctx context.Context, arch string) (*built, error)
 	if err := checkDockerConfig(string(cfg)); err != nil {
 		return nil, fmt.Errorf("%s kernel configuration: %w", arch, err)
 	}
+	// Rewritten only when it changed, so that make rebuilds only then.
 	cur, _ := os.ReadFile(filepath.Join(obj, ".config"))
 	if !bytes.Equal(cur, cfg) {
-		if err := os.Rename(newCfg, filepath.Join(obj, ".config")); err != nil {
+		if err := atomicfile.WriteFile(ctx, filepath.Join(obj, ".config"), cfg, 0o644); err != nil {
 			return nil, err
 		}
 	}

@@ -1,14 +1,18 @@
+//go:build linux
+
 package main
 
 import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/supermachine-go/supermachine-kernel/agent/pid1"
 	"github.com/supermachine-go/supermachine-kernel/agent/protocol"
+	"github.com/supermachine-go/supermachine-kernel/internal/initconfig"
 )
 
 // config is the agent's configuration, from flags and, when the agent is
@@ -22,7 +26,7 @@ type config struct {
 }
 
 // cmdlinePrefix starts the agent's kernel command line parameters.
-const cmdlinePrefix = "supermachine."
+const cmdlinePrefix = initconfig.CmdlinePrefix
 
 // parseConfig parses args (without the program name) and, if cmdline is not
 // empty, the kernel command line. Flag errors are errors; problems with
@@ -64,11 +68,12 @@ func parseConfig(args []string, cmdline string, stderr io.Writer) (c *config, wa
 		if !ok {
 			continue
 		}
+		if slices.Contains(initconfig.InitParams, name) {
+			continue // the init stage's (package initconfig)
+		}
 		flagName := strings.ReplaceAll(name, "_", "-")
 		switch flagName {
 		case "vsock-port", "serial-port", "allow-any-cid", "debug":
-		case "root", "rootfstype", "overlay-size", "upper", "upperfstype", "rootwait", "mount":
-			continue // the initramfs /init's parameters (package initramfs)
 		default:
 			warn("unknown parameter %s ignored", key)
 			continue
@@ -87,7 +92,7 @@ func parseConfig(args []string, cmdline string, stderr io.Writer) (c *config, wa
 		case "serial-port":
 			c.serialPort = val
 		case "allow-any-cid", "debug":
-			b, err := parseBool(val)
+			b, err := initconfig.ParseBool(val)
 			if err != nil {
 				warn("%s=%q: %v, ignored", key, val, err)
 				continue
@@ -100,16 +105,4 @@ func parseConfig(args []string, cmdline string, stderr io.Writer) (c *config, wa
 		}
 	}
 	return c, warnings, nil
-}
-
-// parseBool accepts a bare parameter (""), 1/0, y/n, yes/no, true/false,
-// on/off.
-func parseBool(s string) (bool, error) {
-	switch strings.ToLower(s) {
-	case "", "1", "y", "yes", "true", "on":
-		return true, nil
-	case "0", "n", "no", "false", "off":
-		return false, nil
-	}
-	return false, fmt.Errorf("not a boolean")
 }

@@ -1,9 +1,10 @@
 //go:build linux
 
-// Command supermachine-agent is the supermachine guest agent. It runs as
-// PID 1 inside the guest's container after the initramfs init has done
-// switch_root, and serves exec, file and control RPCs to the host over
-// AF_VSOCK and a virtio-serial port. See agent/README.md for its
+// Command supermachine-agent is the supermachine guest agent. As /init of
+// the agent initramfs it first does the init's work (package
+// internal/guestinit: root, overlay, mounts, switch root), then serves, as
+// PID 1 of the guest's container, exec, file and control RPCs to the host
+// over AF_VSOCK and a virtio-serial port. See agent/README.md for its
 // configuration and agent/PROTOCOL.md for the protocol.
 package main
 
@@ -26,17 +27,18 @@ import (
 	"github.com/supermachine-go/supermachine-kernel/agent/pid1"
 	"github.com/supermachine-go/supermachine-kernel/agent/protocol"
 	"github.com/supermachine-go/supermachine-kernel/agent/server"
+	"github.com/supermachine-go/supermachine-kernel/internal/guestinit"
+	"github.com/supermachine-go/supermachine-kernel/internal/initconfig"
 	"golang.org/x/sys/unix"
 )
 
 func main() {
-	if os.Getenv("GOGC") == "" {
-		// The agent's live heap is tiny; collecting at 50% growth instead
-		// of 100% keeps its RSS after bursts of calls small (guest RAM is
-		// the user's), at a negligible CPU cost.
-		debug.SetGCPercent(50)
-	}
 	isInit := os.Getpid() == 1
+	initramfsInit := isInit && guestinit.InInitramfs()
+	cmdline := ""
+	if initramfsInit {
+		cmdline = initStage()
+	}
 	logger := log.New(os.Stderr, "supermachine-agent: ", 0)
 	if isInit {
 		// As init, our stderr may be missing or not the console.
@@ -44,12 +46,12 @@ func main() {
 			logger.SetOutput(io.Discard)
 		}
 		os.Setenv("PATH", server.DefaultPath)
-		if err := run(logger, true); err != nil {
+		if err := run(logger, true, initramfsInit, cmdline); err != nil {
 			pid1.Fatal(logger.Writer(), err)
 		}
 		select {} // unreachable: run does not return nil as PID 1
 	}
-	if err := run(logger, false); err != nil {
+	if err := run(logger, false, false, ""); err != nil {
 		if errors.Is(err, errUsage) {
 			os.Exit(2)
 		}
@@ -60,13 +62,61 @@ func main() {
 
 var errUsage = errors.New("usage")
 
-func run(logger *log.Logger, isInit bool) error {
+// afterReady is work that can wait until the agent serves; it runs in
+// the background then.
+var afterReady []func()
+
+// initStage does the init's work as PID 1 of the agent initramfs: it
+// mounts the root under an overlay and switches to it (package
+// guestinit), sets os.Args to the agent arguments of its settings and
+// returns the kernel command line. On failure it reports what failed and ends the guest, with a rescue
+// shell first if the settings or the command line ask for one.
+func initStage() (cmdline string) {
+	powerOff := func() error { return pid1.PowerOff(false) }
+	if err := guestinit.MountEarly(); err != nil {
+		guestinit.Fail(os.Stderr, err, false, powerOff)
+	}
+	b, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		guestinit.Fail(os.Stderr, fmt.Errorf("reading the kernel command line: %w", err), false, powerOff)
+	}
+	cmdline = string(b)
+	cfg, err := guestinit.Load(cmdline)
+	if err != nil {
+		// The rescue parameter counts even when another one is bad.
+		v, asked := pid1.ParseCmdline(cmdline)[initconfig.CmdlinePrefix+"rescue"]
+		rescue, _ := initconfig.ParseBool(v)
+		guestinit.Fail(os.Stderr, err, cfg.Rescue || asked && rescue, powerOff)
+	}
+	free, err := guestinit.SetUp(context.Background(), cfg)
+	if err != nil {
+		guestinit.Fail(os.Stderr, err, cfg.Rescue, powerOff)
+	}
+	afterReady = append(afterReady, free)
+	os.Args = append(os.Args[:1], cfg.AgentArgs...)
+	return strings.TrimSpace(cmdline)
+}
+
+// run serves as the agent. As PID 1 it also mounts what a container
+// expects and brings up the loopback interface; after the init stage
+// (afterInitStage: /dev, /proc and /sys are mounted) it does that after
+// it has started serving, holding requests back until it is done.
+// cmdline is the kernel command line if the init stage read it.
+func run(logger *log.Logger, isInit, afterInitStage bool, cmdline string) error {
 	var reaper *pid1.Reaper
+	var prepare []func()
 	if isInit {
 		// Start reaping before anything else can create orphans.
 		reaper = pid1.NewReaper()
-		if err := pid1.MountAll(); err != nil {
-			logger.Printf("mounts: %v", err)
+		mountAll := func() {
+			if err := pid1.MountAll(); err != nil {
+				logger.Printf("mounts: %v", err)
+			}
+		}
+		if afterInitStage {
+			prepare = append(prepare, mountAll)
+		} else {
+			mountAll()
 		}
 		if c, err := os.OpenFile("/dev/console", os.O_WRONLY|unix.O_NOCTTY, 0); err == nil {
 			if _, err := unix.FcntlInt(2, unix.F_GETFD, 0); err != nil {
@@ -84,8 +134,7 @@ func run(logger *log.Logger, isInit bool) error {
 			}
 		}()
 	}
-	cmdline := ""
-	if isInit {
+	if isInit && cmdline == "" {
 		b, err := os.ReadFile("/proc/cmdline")
 		if err != nil {
 			logger.Printf("reading kernel command line: %v", err)
@@ -108,9 +157,11 @@ func run(logger *log.Logger, isInit bool) error {
 		logger.Printf("%s", w)
 	}
 	if isInit {
-		if err := pid1.LoopbackUp(); err != nil {
-			logger.Printf("bringing up lo: %v", err)
-		}
+		prepare = append(prepare, func() {
+			if err := pid1.LoopbackUp(); err != nil {
+				logger.Printf("bringing up lo: %v", err)
+			}
+		})
 	}
 
 	scfg := server.Config{Version: protocol.AgentVersion, Logf: logger.Printf}
@@ -119,6 +170,10 @@ func run(logger *log.Logger, isInit bool) error {
 	}
 	if reaper != nil {
 		scfg.Starter = reaper
+	}
+	prepared := make(chan struct{})
+	if len(prepare) > 0 {
+		scfg.Prepared = prepared
 	}
 	srv := server.New(scfg)
 	shutdown := make(chan struct{})
@@ -174,7 +229,8 @@ func run(logger *log.Logger, isInit bool) error {
 	}
 	if cfg.listenUnix != "" {
 		os.Remove(cfg.listenUnix)
-		l, err := net.Listen("unix", cfg.listenUnix)
+		// ListenUnix, not Listen: Listen links the DNS resolver in.
+		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: cfg.listenUnix, Net: "unix"})
 		if err != nil {
 			return err
 		}
@@ -186,6 +242,23 @@ func run(logger *log.Logger, isInit bool) error {
 	up := server.Uptime()
 	// Boot tests grep for this line.
 	fmt.Fprintf(logger.Writer(), "supermachine-agent %s ready (%s) uptime=%.3fs\n", protocol.AgentVersion, strings.Join(served, ", "), up.Seconds())
+	go func() {
+		for _, f := range prepare {
+			f()
+		}
+		close(prepared)
+		if os.Getenv("GOGC") == "" {
+			// The agent's live heap is tiny; collecting at 50% growth
+			// instead of 100% keeps its RSS after bursts of calls small
+			// (guest RAM is the user's), at a negligible CPU cost. The
+			// heap before the first request is far below the first
+			// collection's 4 MiB, so this can wait.
+			debug.SetGCPercent(50)
+		}
+		for _, f := range afterReady {
+			f()
+		}
+	}()
 	// Serve until every transport failed. As PID 1 that is fatal.
 	for range served {
 		err := <-errs
