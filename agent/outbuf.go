@@ -77,8 +77,16 @@ func (b *outputBuffer) fill(src io.Reader, size int) error {
 		if len(free) > size {
 			free = free[:size]
 		}
-		k, err := io.ReadFull(src, free)
+		// One Read: the copy goroutine can take what came while the
+		// rest of the frame is still on its way.
+		k, err := src.Read(free)
 		size -= k
+		if err == io.EOF {
+			err = nil
+			if size > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+		}
 		b.mu.Lock()
 		if b.rerr == nil {
 			b.n += k
