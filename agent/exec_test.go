@@ -518,3 +518,24 @@ func fakeOldAgent(t *testing.T, conn net.Conn, killed chan<- bool) {
 	exec.Close()
 	time.Sleep(100 * time.Millisecond) // let the client read it before the session ends
 }
+
+// A client pinging often, or not at all, keeps working with the agent.
+func TestKeepAliveOption(t *testing.T) {
+	sock := startServer(t, server.Config{})
+	for _, interval := range []time.Duration{20 * time.Millisecond, -1} {
+		ctx := testCtx(t)
+		conn, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := agent.NewClient(ctx, conn, agent.WithKeepAlive(interval))
+		if err != nil {
+			t.Fatalf("keepalive %v: %v", interval, err)
+		}
+		time.Sleep(200 * time.Millisecond) // several pings
+		if out, err := c.Command(ctx, "echo", "alive").Output(); err != nil || string(out) != "alive\n" {
+			t.Errorf("keepalive %v: %q, %v", interval, out, err)
+		}
+		c.Close()
+	}
+}
