@@ -671,9 +671,10 @@ func (cmd *Cmd) wait() error {
 	return cmd.copyErr
 }
 
-// endStdin ends the stdin copy: closing its stream fails a write held up
-// by flow control. Wait waits for the copy to end unless it is blocked in
-// the caller's Stdin.Read, which nothing can interrupt.
+// endStdin ends the stdin copy: the deadline and the close of its stream
+// fail a write held up by flow control, or the wait for the agent's
+// answer. Wait waits for the copy to end unless it is blocked in the
+// caller's Stdin.Read, which nothing can interrupt.
 func (cmd *Cmd) endStdin() {
 	if cmd.stdinDone == nil {
 		return
@@ -684,6 +685,7 @@ func (cmd *Cmd) endStdin() {
 	inCallersRead := cmd.stdinReading && cmd.stdinPipe == nil
 	cmd.mu.Unlock()
 	if st != nil {
+		st.SetDeadline(time.Now())
 		st.Close()
 	}
 	if !inCallersRead {

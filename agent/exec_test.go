@@ -404,20 +404,31 @@ func TestWaitLeavesOnlyABlockedStdinRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := runtime.NumGoroutine()
-	// The process lives long enough for its input stream to be attached.
-	cmd := c.Command(ctx, "sleep", "0.5")
+	cmd := c.Command(ctx, "sleep", "60")
 	r := blockingReader{make(chan struct{})}
 	cmd.Stdin = r
-	within(t, 10*time.Second, "Run with a Stdin that never returns", func() {
-		if err := cmd.Run(); err != nil {
-			t.Error(err)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !inStdinRead() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !inStdinRead() {
+		t.Fatal("the stdin copy did not reach Stdin.Read within 10s")
+	}
+	cmd.Signal(os.Kill)
+	within(t, 10*time.Second, "Wait with a Stdin that never returns", func() {
+		var ee *agent.ExitError
+		if err := cmd.Wait(); !errors.As(err, &ee) || ee.Signal() != "SIGKILL" {
+			t.Errorf("Wait = %v, want signal SIGKILL", err)
 		}
 	})
 	if !inStdinRead() {
 		t.Error("no goroutine in Stdin.Read after Wait: the test does not test the exception")
 	}
 	close(r.release)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(5 * time.Second)
 	for inStdinRead() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
