@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/yamux"
 	"github.com/mdlayher/vsock"
 	"github.com/supermachine-go/supermachine-kernel/agent/protocol"
+	"github.com/supermachine-go/supermachine-kernel/internal/poll"
 )
 
 // Error is a failure reported by the agent. errors.Is maps its Code to
@@ -48,6 +49,37 @@ type Client struct {
 // for the reader.
 const StreamWindow = 4 << 20
 
+// Keepalive defaults of a client (PROTOCOL.md, section 3). The client
+// cannot tell a serial stream from a socket, so it uses the connection
+// defaults unless told otherwise with [WithKeepAlive].
+const (
+	// DefaultKeepAlive is how often a client pings the agent.
+	DefaultKeepAlive = 30 * time.Second
+	// KeepAliveTimeout is how long a ping (or any write to the
+	// connection) may wait before the client declares the session dead.
+	KeepAliveTimeout = 10 * time.Second
+)
+
+// handshakeRetry is the cadence at which the client repeats a handshake
+// message that got no answer (PROTOCOL.md, section 2).
+var handshakeRetry = poll.Backoff{Initial: 50 * time.Millisecond, Max: 250 * time.Millisecond}
+
+// An Option changes how NewClient sets up a client.
+type Option func(*clientOptions)
+
+type clientOptions struct {
+	keepAlive time.Duration
+}
+
+// WithKeepAlive makes the client ping the agent every interval (default
+// [DefaultKeepAlive]) and end the session, failing every call, when a
+// ping is not answered within [KeepAliveTimeout]. A negative interval
+// turns pings off. On a serial stream, where a vanished agent shows no
+// error, use the agent's own interval there: 5 s.
+func WithKeepAlive(interval time.Duration) Option {
+	return func(o *clientOptions) { o.keepAlive = interval }
+}
+
 // NewClient runs the handshake on rwc and returns a Client using it. rwc can
 // be any reliable byte stream to the agent: a net.Conn, or a serial stream
 // such as the Unix socket of a QEMU chardev backing the agent's
@@ -55,7 +87,11 @@ const StreamWindow = 4 << 20
 // agent answers (the agent may still be booting, or busy noticing that an
 // earlier client went away), so bound ctx with a deadline. The Client owns
 // rwc and closes it on Close, or if NewClient fails.
-func NewClient(ctx context.Context, rwc io.ReadWriteCloser) (*Client, error) {
+func NewClient(ctx context.Context, rwc io.ReadWriteCloser, opts ...Option) (*Client, error) {
+	o := clientOptions{keepAlive: DefaultKeepAlive}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := clientHandshake(ctx, rwc); err != nil {
 		rwc.Close()
 		return nil, err
@@ -65,6 +101,11 @@ func NewClient(ctx context.Context, rwc io.ReadWriteCloser) (*Client, error) {
 	cfg.MaxStreamWindowSize = StreamWindow
 	cfg.StreamCloseTimeout = time.Minute
 	cfg.StreamOpenTimeout = 30 * time.Second
+	cfg.EnableKeepAlive = o.keepAlive > 0
+	if o.keepAlive > 0 {
+		cfg.KeepAliveInterval = o.keepAlive
+	}
+	cfg.ConnectionWriteTimeout = KeepAliveTimeout
 	sess, err := yamux.Client(rwc, cfg)
 	if err != nil {
 		rwc.Close()
@@ -121,8 +162,8 @@ func clientHandshake(ctx context.Context, rwc io.ReadWriteCloser) error {
 		return fail(err)
 	}
 	acked := false
-	retry := 50 * time.Millisecond
-	timer := time.NewTimer(retry)
+	retry := handshakeRetry
+	timer := time.NewTimer(retry.Next())
 	defer timer.Stop()
 	for {
 		select {
@@ -169,8 +210,7 @@ func clientHandshake(ctx context.Context, rwc io.ReadWriteCloser) error {
 			if err := send(k); err != nil {
 				return fail(err)
 			}
-			retry = min(2*retry, 250*time.Millisecond)
-			timer.Reset(retry)
+			timer.Reset(retry.Next())
 		case <-ctx.Done():
 			return fmt.Errorf("agent: handshake: %w", ctx.Err())
 		}

@@ -6,11 +6,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,21 +32,25 @@ type conformCmd interface {
 	CombinedOutput() ([]byte, error)
 	StdinPipe() (io.WriteCloser, error)
 	StdoutPipe() (io.ReadCloser, error)
+	StderrPipe() (io.ReadCloser, error)
 	Signal(os.Signal) error
 	SetStdin(io.Reader)
 	SetStdout(io.Writer)
+	SetWaitDelay(time.Duration)
 }
 
 type osCmd struct{ *exec.Cmd }
 
-func (c osCmd) Signal(sig os.Signal) error { return c.Process.Signal(sig) }
-func (c osCmd) SetStdin(r io.Reader)       { c.Stdin = r }
-func (c osCmd) SetStdout(w io.Writer)      { c.Stdout = w }
+func (c osCmd) Signal(sig os.Signal) error   { return c.Process.Signal(sig) }
+func (c osCmd) SetStdin(r io.Reader)         { c.Stdin = r }
+func (c osCmd) SetStdout(w io.Writer)        { c.Stdout = w }
+func (c osCmd) SetWaitDelay(d time.Duration) { c.WaitDelay = d }
 
 type agentCmd struct{ *agent.Cmd }
 
-func (c agentCmd) SetStdin(r io.Reader)  { c.Stdin = r }
-func (c agentCmd) SetStdout(w io.Writer) { c.Stdout = w }
+func (c agentCmd) SetStdin(r io.Reader)         { c.Stdin = r }
+func (c agentCmd) SetStdout(w io.Writer)        { c.Stdout = w }
+func (c agentCmd) SetWaitDelay(d time.Duration) { c.WaitDelay = d }
 
 // exitOf describes the *exec.ExitError or *agent.ExitError in err: exit
 // code, signal name ("" if none) and the captured stderr.
@@ -63,11 +70,95 @@ func exitOf(err error) (code int, signal, stderr string, ok bool) {
 	return 0, "", "", false
 }
 
-var errWriter = errors.New("the writer always fails")
+var (
+	errWriter = errors.New("the writer always fails")
+	errStdin  = errors.New("the reader fails after its data")
+)
 
 type failWriter struct{}
 
 func (failWriter) Write([]byte) (int, error) { return 0, errWriter }
+
+type failReader struct{}
+
+func (failReader) Read([]byte) (int, error) { return 0, errStdin }
+
+// shortWriter takes one byte less than it is given, without an error.
+type shortWriter struct{}
+
+func (shortWriter) Write(p []byte) (int, error) { return max(len(p)-1, 0), nil }
+
+// slowWriter blocks in every Write for delay, or until release is closed
+// if delay is zero; first is closed when the first Write starts.
+type slowWriter struct {
+	delay   time.Duration
+	release chan struct{}
+	first   chan struct{}
+	once    sync.Once
+	mu      sync.Mutex
+	writes  int
+}
+
+func newSlowWriter(delay time.Duration) *slowWriter {
+	return &slowWriter{delay: delay, release: make(chan struct{}), first: make(chan struct{})}
+}
+
+func (w *slowWriter) Write(p []byte) (int, error) {
+	w.once.Do(func() { close(w.first) })
+	w.mu.Lock()
+	w.writes++
+	w.mu.Unlock()
+	if w.delay > 0 {
+		time.Sleep(w.delay)
+	} else {
+		<-w.release
+	}
+	return len(p), nil
+}
+
+func (w *slowWriter) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.writes
+}
+
+// waitFirstWrite waits until w's first Write has started.
+func waitFirstWrite(t *testing.T, w *slowWriter) {
+	t.Helper()
+	select {
+	case <-w.first:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no output reached the Stdout writer within 10s")
+	}
+}
+
+// notWithin fails the test if f returns within d, and returns a channel
+// closed when f has returned.
+func notWithin(t *testing.T, d time.Duration, what string, f func()) <-chan struct{} {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); f() }()
+	select {
+	case <-done:
+		t.Errorf("%s: returned within %v, want it blocked", what, d)
+	case <-time.After(d):
+	}
+	return done
+}
+
+// readAllAsync reads r to its end in a goroutine.
+func readAllAsync(r io.Reader) <-chan string {
+	c := make(chan string, 1)
+	go func() {
+		b, err := io.ReadAll(r)
+		if err != nil {
+			c <- "error: " + err.Error()
+			return
+		}
+		c <- string(b)
+	}()
+	return c
+}
 
 // within runs f and fails the test if it has not returned after d.
 func within(t *testing.T, d time.Duration, what string, f func()) {
@@ -252,14 +343,203 @@ var conformance = []struct {
 			t.Fatalf("Run = %v, want signal SIGABRT", err)
 		}
 	}},
+	{"sequential pipe reads, stderr under 64 KiB", func(t *testing.T, newCmd func(context.Context, string, ...string) conformCmd) {
+		// stdout to its end first, then stderr: works while stderr fits
+		// in a pipe's buffer.
+		cmd := newCmd(nil, "sh", "-c", `head -c 60000 /dev/zero | tr '\0' e >&2; echo out`)
+		out, _ := cmd.StdoutPipe()
+		errp, _ := cmd.StderrPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		within(t, 10*time.Second, "reading StdoutPipe to its end", func() {
+			if b, err := io.ReadAll(out); string(b) != "out\n" || err != nil {
+				t.Errorf("stdout %q, %v", b, err)
+			}
+		})
+		within(t, 10*time.Second, "then reading StderrPipe", func() {
+			if b, err := io.ReadAll(errp); len(b) != 60000 || strings.Trim(string(b), "e") != "" || err != nil {
+				t.Errorf("stderr: %d bytes, %v", len(b), err)
+			}
+		})
+		within(t, 10*time.Second, "Wait", func() {
+			if err := cmd.Wait(); err != nil {
+				t.Error(err)
+			}
+		})
+	}},
+	{"sequential pipe reads, stderr over 64 KiB", func(t *testing.T, newCmd func(context.Context, string, ...string) conformCmd) {
+		// Past a pipe's buffer, stdout does not end while stderr is
+		// unread; reading stderr releases it.
+		const size = 200000
+		cmd := newCmd(nil, "sh", "-c", fmt.Sprintf(`head -c %d /dev/zero | tr '\0' e >&2; echo out`, size))
+		out, _ := cmd.StdoutPipe()
+		errp, _ := cmd.StderrPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		stdout := readAllAsync(out)
+		select {
+		case s := <-stdout:
+			t.Fatalf("stdout ended (%q) while %d bytes of stderr were unread", s, size)
+		case <-time.After(time.Second):
+		}
+		within(t, 10*time.Second, "reading StderrPipe", func() {
+			if b, err := io.ReadAll(errp); len(b) != size || err != nil {
+				t.Errorf("stderr: %d bytes, %v", len(b), err)
+			}
+		})
+		within(t, 10*time.Second, "stdout after stderr was read", func() {
+			if s := <-stdout; s != "out\n" {
+				t.Errorf("stdout %q", s)
+			}
+		})
+		within(t, 10*time.Second, "Wait", func() {
+			if err := cmd.Wait(); err != nil {
+				t.Error(err)
+			}
+		})
+	}},
+	{"never-read pipes, context canceled", func(t *testing.T, newCmd func(context.Context, string, ...string) conformCmd) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		cmd := newCmd(ctx, "cat", "/dev/zero")
+		cmd.StdoutPipe()
+		cmd.StderrPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond) // the output backs up
+		cancel()
+		within(t, 10*time.Second, "Wait after cancel with unread pipes", func() {
+			err := cmd.Wait()
+			if _, sig, _, ok := exitOf(err); !ok || sig != "SIGKILL" {
+				t.Errorf("Wait = %v, want signal SIGKILL", err)
+			}
+		})
+	}},
+	{"blocking Stdout writer, context canceled, WaitDelay", func(t *testing.T, newCmd func(context.Context, string, ...string) conformCmd) {
+		// Each Write takes 500 ms: Wait returns once the Write in
+		// progress after WaitDelay returns, not when all output is
+		// written.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		cmd := newCmd(ctx, "cat", "/dev/zero")
+		w := newSlowWriter(500 * time.Millisecond)
+		cmd.SetStdout(w)
+		cmd.SetWaitDelay(100 * time.Millisecond)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFirstWrite(t, w)
+		cancel()
+		within(t, 5*time.Second, "Wait after cancel with a blocking Stdout writer", func() {
+			err := cmd.Wait()
+			if _, sig, _, ok := exitOf(err); !ok || sig != "SIGKILL" {
+				t.Errorf("Wait = %v, want signal SIGKILL", err)
+			}
+		})
+		if n := w.count(); n > 3 {
+			t.Errorf("%d writes, want the output cut off after WaitDelay", n)
+		}
+	}},
+	{"blocked Stdout writer after exit, WaitDelay", func(t *testing.T, newCmd func(context.Context, string, ...string) conformCmd) {
+		// Wait waits for a Write in progress, then reports that the
+		// output was cut short.
+		cmd := newCmd(nil, "sh", "-c", "echo one; echo two")
+		w := newSlowWriter(0)
+		cmd.SetStdout(w)
+		cmd.SetWaitDelay(100 * time.Millisecond)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFirstWrite(t, w)
+		waited := make(chan error, 1)
+		done := notWithin(t, time.Second, "Wait while a Stdout Write is blocked", func() { waited <- cmd.Wait() })
+		close(w.release)
+		within(t, 5*time.Second, "Wait after the Write returned", func() { <-done })
+		if err := <-waited; !errors.Is(err, exec.ErrWaitDelay) || !errors.Is(err, agent.ErrWaitDelay) {
+			t.Errorf("Wait = %v, want ErrWaitDelay", err)
+		}
+	}},
+	{"Stdin reader fails", func(t *testing.T, newCmd func(context.Context, string, ...string) conformCmd) {
+		cmd := newCmd(nil, "cat")
+		cmd.SetStdin(io.MultiReader(strings.NewReader("data"), failReader{}))
+		var out bytes.Buffer
+		cmd.SetStdout(&out)
+		within(t, 10*time.Second, "Run with a failing Stdin", func() {
+			if err := cmd.Run(); !errors.Is(err, errStdin) || out.String() != "data" {
+				t.Errorf("Run = %v with output %q, want the reader's error and %q", err, out.String(), "data")
+			}
+		})
+		// The exit status comes first.
+		cmd = newCmd(nil, "sh", "-c", "cat; exit 3")
+		cmd.SetStdin(io.MultiReader(strings.NewReader("data"), failReader{}))
+		within(t, 10*time.Second, "Run with a failing Stdin and exit 3", func() {
+			if code, _, _, ok := exitOf(cmd.Run()); !ok || code != 3 {
+				t.Errorf("Run: exit code %d (%v), want 3", code, ok)
+			}
+		})
+	}},
+	{"Stdin file that blocks", func(t *testing.T, newCmd func(context.Context, string, ...string) conformCmd) {
+		// Input nobody writes: os/exec hands the file to the process;
+		// the agent's copy stays in Read, which Wait does not wait for.
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pr.Close()
+		cmd := newCmd(nil, "true")
+		cmd.SetStdin(pr)
+		within(t, 10*time.Second, "Run with a Stdin that blocks", func() {
+			if err := cmd.Run(); err != nil {
+				t.Error(err)
+			}
+		})
+		pw.Close() // the Read returns: the agent's copy ends
+	}},
+	{"short write to Stdout", func(t *testing.T, newCmd func(context.Context, string, ...string) conformCmd) {
+		cmd := newCmd(nil, "echo", "hello")
+		cmd.SetStdout(shortWriter{})
+		if err := cmd.Run(); !errors.Is(err, io.ErrShortWrite) {
+			t.Errorf("Run = %v, want io.ErrShortWrite", err)
+		}
+		cmd = newCmd(nil, "sh", "-c", "echo hello; exit 2")
+		cmd.SetStdout(shortWriter{})
+		if code, _, _, ok := exitOf(cmd.Run()); !ok || code != 2 {
+			t.Errorf("Run: exit code %d (%v), want 2 before the short write", code, ok)
+		}
+	}},
+}
+
+// checkGoroutines fails the test if more goroutines run than before,
+// once the ones that are ending have had a moment to end.
+func checkGoroutines(t *testing.T, before int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	n := runtime.NumGoroutine()
+	for n > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		n = runtime.NumGoroutine()
+	}
+	if n > before {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines after Wait, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
 }
 
 // TestConformance runs each scenario with os/exec on this host and with the
 // agent client against an agent on a Unix socket, and expects the same.
 func TestConformance(t *testing.T) {
 	c := newClient(t)
+	// A call, so that the server's goroutines of this connection are all
+	// running before the first goroutine count.
+	if err := c.Ping(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
 	for _, sc := range conformance {
 		t.Run("os-exec/"+sc.name, func(t *testing.T) {
+			defer checkGoroutines(t, runtime.NumGoroutine())
 			sc.run(t, func(ctx context.Context, name string, arg ...string) conformCmd {
 				if ctx == nil {
 					return osCmd{exec.Command(name, arg...)}
@@ -268,6 +548,7 @@ func TestConformance(t *testing.T) {
 			})
 		})
 		t.Run("agent/"+sc.name, func(t *testing.T) {
+			defer checkGoroutines(t, runtime.NumGoroutine())
 			sc.run(t, func(ctx context.Context, name string, arg ...string) conformCmd {
 				if ctx == nil {
 					ctx = testCtx(t)

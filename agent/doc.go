@@ -30,13 +30,16 @@
 // # Commands
 //
 // [Client.Command] returns a [Cmd] with the fields of exec.Cmd (Path, Args,
-// Env, Dir, Stdin, Stdout, Stderr) plus User, TTY with Rows and Cols,
-// Timeout and OutputGrace; Run, Start, Wait, Output, CombinedOutput,
-// StdinPipe, StdoutPipe and StderrPipe behave as in os/exec, failures
-// included (pipes closed by a failed Start, the first output write error
-// returned by Wait, the *ExitError of a command killed because its context
-// ended), and Signal and Resize act on the running process at once, even
-// while it leaves its input unread (stdin travels on a stream of its own). A command that fails returns an *[ExitError] (test
+// Env, Dir, Stdin, Stdout, Stderr, Cancel, WaitDelay) plus User, TTY with
+// Rows and Cols, Timeout and OutputGrace; Run, Start, Wait, Output,
+// CombinedOutput, StdinPipe, StdoutPipe and StderrPipe behave as in
+// os/exec, failures included (pipes closed by a failed Start, Stdin read
+// errors and output write errors returned by Wait, io.ErrShortWrite, the
+// *ExitError of a command killed because its context ended,
+// [ErrWaitDelay]). Each output stream buffers [PipeSize] bytes, as an OS
+// pipe. Signal and Resize act on the running process at once, even while
+// it leaves its input unread (stdin travels on a stream of its own). A
+// command that fails returns an *[ExitError] (test
 // with errors.As) whose [ProcessState] has the exit code, the killing
 // signal, the duration and the peak RSS; a command killed at its Timeout
 // also matches [ErrTimedOut]. Errors the agent reports before a process

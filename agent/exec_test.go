@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,7 +21,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/yamux"
 	"github.com/supermachine-go/supermachine-kernel/agent"
+	"github.com/supermachine-go/supermachine-kernel/agent/protocol"
 	"github.com/supermachine-go/supermachine-kernel/agent/server"
 )
 
@@ -380,5 +384,169 @@ func TestOutputGraceKeepsBufferedOutput(t *testing.T) {
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// blockingReader blocks in Read until release is closed.
+type blockingReader struct{ release chan struct{} }
+
+func (r blockingReader) Read([]byte) (int, error) {
+	<-r.release
+	return 0, io.EOF
+}
+
+// Wait does not wait for a copy blocked in the caller's Stdin.Read; that
+// goroutine ends once the Read returns, and is the only one left.
+func TestWaitLeavesOnlyABlockedStdinRead(t *testing.T) {
+	c := newClient(t)
+	ctx := testCtx(t)
+	if err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := runtime.NumGoroutine()
+	cmd := c.Command(ctx, "sleep", "60")
+	r := blockingReader{make(chan struct{})}
+	cmd.Stdin = r
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !inStdinRead() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !inStdinRead() {
+		t.Fatal("the stdin copy did not reach Stdin.Read within 10s")
+	}
+	cmd.Signal(os.Kill)
+	within(t, 10*time.Second, "Wait with a Stdin that never returns", func() {
+		var ee *agent.ExitError
+		if err := cmd.Wait(); !errors.As(err, &ee) || ee.Signal() != "SIGKILL" {
+			t.Errorf("Wait = %v, want signal SIGKILL", err)
+		}
+	})
+	if !inStdinRead() {
+		t.Error("no goroutine in Stdin.Read after Wait: the test does not test the exception")
+	}
+	close(r.release)
+	deadline = time.Now().Add(5 * time.Second)
+	for inStdinRead() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if inStdinRead() {
+		t.Error("the stdin copy is still in Stdin.Read 5s after it returned")
+	}
+	checkGoroutines(t, before)
+}
+
+// inStdinRead reports whether a goroutine is in blockingReader.Read.
+func inStdinRead() bool {
+	buf := make([]byte, 1<<20)
+	return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "blockingReader.Read")
+}
+
+// An agent older than 0.2.0 answers exec_stdin with unknown_method: the
+// command is killed rather than fed its input on the exec stream, and
+// Wait says why.
+func TestStdinRefusedByOldAgent(t *testing.T) {
+	clientEnd, agentEnd := net.Pipe()
+	killed := make(chan bool, 1)
+	go fakeOldAgent(t, agentEnd, killed)
+	ctx := testCtx(t)
+	c, err := agent.NewClient(ctx, clientEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cmd := c.Command(ctx, "cat")
+	cmd.Stdin = strings.NewReader("input")
+	err = cmd.Run()
+	var ae *agent.Error
+	if !errors.As(err, &ae) || ae.Code != protocol.CodeUnknownMethod || !strings.Contains(err.Error(), "0.2.0") {
+		t.Fatalf("Run = %v, want the agent's unknown_method error naming 0.2.0", err)
+	}
+	select {
+	case k := <-killed:
+		if !k {
+			t.Fatal("the command was not killed")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the fake agent saw no end of the exec")
+	}
+}
+
+// fakeOldAgent serves one exec the way an agent before 0.2.0 did: it does
+// not know exec_stdin. It reports on killed whether a SIGKILL came.
+func fakeOldAgent(t *testing.T, conn net.Conn, killed chan<- bool) {
+	defer conn.Close()
+	for _, answer := range []protocol.HelloKind{protocol.KindAck, protocol.KindGo} {
+		h, err := protocol.ReadHello(conn)
+		if err != nil {
+			t.Errorf("fake agent: handshake: %v", err)
+			return
+		}
+		h.Kind = answer
+		if err := protocol.WriteHello(conn, h); err != nil {
+			return
+		}
+	}
+	cfg := yamux.DefaultConfig()
+	cfg.LogOutput = io.Discard
+	sess, err := yamux.Server(conn, cfg)
+	if err != nil {
+		return
+	}
+	defer sess.Close()
+	exec, err := sess.AcceptStream()
+	if err != nil {
+		return
+	}
+	if _, _, err := protocol.ReadFrame(exec, nil); err != nil {
+		return
+	}
+	b, _ := protocol.Marshal(protocol.ExecStarted{Pid: 42})
+	protocol.WriteFrame(exec, protocol.FrameResponse, b)
+	stdin, err := sess.AcceptStream()
+	if err != nil {
+		return
+	}
+	protocol.ReadFrame(stdin, nil)
+	b, _ = protocol.Marshal(protocol.Error{Code: protocol.CodeUnknownMethod, Message: "unknown method exec_stdin"})
+	protocol.WriteFrame(stdin, protocol.FrameError, b)
+	stdin.Close()
+	for {
+		t, p, err := protocol.ReadFrame(exec, nil)
+		if err != nil {
+			killed <- false
+			return
+		}
+		if t == protocol.FrameSignal && string(p) == "SIGKILL" {
+			break
+		}
+	}
+	killed <- true
+	b, _ = protocol.Marshal(protocol.ExitResult{ExitCode: -1, Signal: "SIGKILL"})
+	protocol.WriteFrame(exec, protocol.FrameExit, b)
+	exec.Close()
+	time.Sleep(100 * time.Millisecond) // let the client read it before the session ends
+}
+
+// A client pinging often, or not at all, keeps working with the agent.
+func TestKeepAliveOption(t *testing.T) {
+	sock := startServer(t, server.Config{})
+	for _, interval := range []time.Duration{20 * time.Millisecond, -1} {
+		ctx := testCtx(t)
+		conn, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := agent.NewClient(ctx, conn, agent.WithKeepAlive(interval))
+		if err != nil {
+			t.Fatalf("keepalive %v: %v", interval, err)
+		}
+		time.Sleep(200 * time.Millisecond) // several pings
+		if out, err := c.Command(ctx, "echo", "alive").Output(); err != nil || string(out) != "alive\n" {
+			t.Errorf("keepalive %v: %q, %v", interval, out, err)
+		}
+		c.Close()
 	}
 }

@@ -126,16 +126,8 @@ func WriteFrame(w io.Writer, t FrameType, payload []byte) error {
 // and the type and fixed-size payloads are validated before the payload is
 // read. io.EOF is returned only when r ends cleanly between frames.
 func ReadFrame(r io.Reader, buf []byte) (FrameType, []byte, error) {
-	var h [HeaderSize]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
-		if err == io.ErrUnexpectedEOF {
-			err = fmt.Errorf("%w: truncated frame header", ErrMalformed)
-		}
-		return 0, nil, err
-	}
-	t := FrameType(h[0])
-	n := binary.BigEndian.Uint32(h[1:])
-	if err := checkFrame(t, n); err != nil {
+	t, n, err := ReadFrameHeader(r)
+	if err != nil {
 		return t, nil, err
 	}
 	var p []byte
@@ -154,6 +146,26 @@ func ReadFrame(r io.Reader, buf []byte) (FrameType, []byte, error) {
 		return t, nil, fmt.Errorf("%w: unknown signal name %q", ErrMalformed, p)
 	}
 	return t, p, nil
+}
+
+// ReadFrameHeader reads one frame header from r and checks the type and
+// the length as [ReadFrame] does; the caller then reads the n payload
+// bytes itself, for example straight into a buffer of its own. io.EOF is
+// returned only when r ends cleanly between frames.
+func ReadFrameHeader(r io.Reader) (t FrameType, n int, err error) {
+	var h [HeaderSize]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		if err == io.ErrUnexpectedEOF {
+			err = fmt.Errorf("%w: truncated frame header", ErrMalformed)
+		}
+		return 0, 0, err
+	}
+	t = FrameType(h[0])
+	size := binary.BigEndian.Uint32(h[1:])
+	if err := checkFrame(t, size); err != nil {
+		return t, 0, err
+	}
+	return t, int(size), nil
 }
 
 func checkFrame(t FrameType, n uint32) error {
