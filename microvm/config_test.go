@@ -35,7 +35,8 @@ func TestConfigErrors(t *testing.T) {
 		{"Kernel", Config{Kernel: dir}},
 		{"Append[1]", Config{Append: []string{"quiet", "a b"}}},
 		{"Root", Config{Root: filepath.Join(dir, "missing")}},
-		{"Initramfs.Root", Config{Initramfs: initramfs.Settings{RootFSType: "ext4"}}},
+		{"Root", Config{Root: file}},
+		{"Initramfs", Config{Initramfs: initramfs.Settings{RootFSType: "xfs"}}},
 		{"Initramfs", Config{Initramfs: initramfs.Settings{OverlaySize: "lots"}}},
 		{"Disks[0]", Config{Disks: []Disk{{}}}},
 		{"Disks[0]", Config{Disks: []Disk{{Path: file, Format: "vmdk"}}}},
@@ -47,8 +48,9 @@ func TestConfigErrors(t *testing.T) {
 		{"DTB", Config{DTB: filepath.Join(dir, "missing")}},
 	} {
 		_, err := Start(context.Background(), tc.c)
-		if !errors.Is(err, ErrBadConfig) || !strings.Contains(err.Error(), ": "+tc.field+": ") {
-			t.Errorf("Start(%+v) = %v; want ErrBadConfig naming %s", tc.c, err, tc.field)
+		var ce *ConfigError
+		if !errors.Is(err, ErrBadConfig) || !errors.As(err, &ce) || ce.Field != tc.field || !strings.Contains(err.Error(), "Config."+tc.field+": ") {
+			t.Errorf("Start(%+v) = %v; want a ConfigError naming %s", tc.c, err, tc.field)
 		}
 	}
 }

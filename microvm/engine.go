@@ -39,6 +39,8 @@ type machine struct {
 	dir          string // the VM's temporary directory, removed when it ends
 	console      io.Writer
 	vmmOutput    io.Writer
+	consoleInput io.Reader
+	trace        func(argv []string)
 	progress     func(string)
 	deadlines    Deadlines
 }
@@ -63,6 +65,7 @@ func (qemuEngine) boot(ctx context.Context, m machine) (instance, *agent.Client,
 		Shape: m.shape, Append: m.append, MemoryMiB: m.memoryMiB, CPUs: m.cpus,
 		AgentSocket: m.agentSocket, Net: m.net, Console: m.console, Stderr: m.vmmOutput,
 		Progress: m.progress, KVM: string(m.accel), Deadlines: m.deadlines, DTB: m.dtb,
+		ConsoleInput: m.consoleInput, Trace: m.trace,
 	}
 	for _, d := range m.disks {
 		c.Disks = append(c.Disks, qemu.Disk{Path: d.Path, ReadOnly: d.ReadOnly, Format: d.Format})

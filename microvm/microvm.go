@@ -162,7 +162,8 @@ type Config struct {
 	Root string
 	// Initramfs are the settings of the agent init: extra mounts, agent
 	// arguments, the overlay's tmpfs size or an upper device, rescue.
-	// Root and RootFSType are set from Config.Root and must be empty.
+	// Root (the root image's device, default /dev/vda) and RootFSType
+	// (default: detected from Config.Root) are rarely needed.
 	Initramfs initramfs.Settings
 	// Disks are extra disks, after the root.
 	Disks []Disk
@@ -174,8 +175,14 @@ type Config struct {
 	DTB string
 	// Console receives everything the guest prints on its console.
 	Console io.Writer
+	// ConsoleInput, if set, is what the guest reads on its console, e.g.
+	// a terminal for the init's rescue shell (Initramfs.Rescue).
+	ConsoleInput io.Reader
 	// QEMUOutput receives the VMM's own messages.
 	QEMUOutput io.Writer
+	// VMMCommand, if set, receives each VMM command line (binary and
+	// arguments) before it starts.
+	VMMCommand func(argv []string)
 	// Progress, if set, receives one-line notes on the boot: the
 	// accelerator in use, a fallback and why, long waits.
 	Progress func(msg string)
@@ -195,9 +202,22 @@ var (
 	ErrStalled = qemu.ErrStalled
 	// ErrNoVMM: the VMM (QEMU for the guest's arch) is not installed.
 	ErrNoVMM = qemu.ErrNoQEMU
-	// ErrBadConfig: a Config field is invalid; the error names it.
+	// ErrBadConfig: a Config field is invalid; the error is a
+	// *ConfigError that names it.
 	ErrBadConfig = errors.New("microvm: bad Config")
 )
+
+// ConfigError is a Config field that Start refused before anything
+// started. It matches ErrBadConfig.
+type ConfigError struct {
+	Field string // e.g. "MemoryMiB", "Shares[1]"
+	Err   error
+}
+
+func (e *ConfigError) Error() string { return "microvm: Config." + e.Field + ": " + e.Err.Error() }
+
+// Unwrap gives ErrBadConfig and the underlying error.
+func (e *ConfigError) Unwrap() []error { return []error{ErrBadConfig, e.Err} }
 
 // BootError is a failed boot: the phase, the accelerator, what happened
 // and the guest's last console lines. Use errors.As to get it.
@@ -229,7 +249,7 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 func start(ctx context.Context, c Config, eng engine) (vm *VM, err error) {
 	assets, err := bootfiles.For(c.Arch)
 	if err != nil {
-		return nil, fmt.Errorf("%w: Arch: %w", ErrBadConfig, err)
+		return nil, &ConfigError{Field: "Arch", Err: err}
 	}
 	dir, err := lifetime.MkdirTemp("microvm")
 	if err != nil {
@@ -247,7 +267,7 @@ func start(ctx context.Context, c Config, eng engine) (vm *VM, err error) {
 	m := machine{
 		arch: c.Arch, shape: c.Shape, accel: c.Accel, memoryMiB: c.MemoryMiB, cpus: c.CPUs,
 		append: c.Append, net: c.Net, dtb: c.DTB, console: c.Console, vmmOutput: c.QEMUOutput,
-		progress: c.Progress, deadlines: c.Deadlines, agentSocket: sock, dir: dir, shares: c.Shares,
+		progress: c.Progress, deadlines: c.Deadlines, consoleInput: c.ConsoleInput, trace: c.VMMCommand, agentSocket: sock, dir: dir, shares: c.Shares,
 	}
 	progress := func(format string, a ...any) {
 		if c.Progress != nil {
@@ -267,7 +287,9 @@ func start(ctx context.Context, c Config, eng engine) (vm *VM, err error) {
 	m.disks = append(m.disks, Disk{Path: root, ReadOnly: true})
 	m.disks = append(m.disks, c.Disks...)
 	o := initramfs.Options{Settings: c.Initramfs}
-	o.RootFSType = fsType
+	if o.RootFSType == "" {
+		o.RootFSType = fsType
+	}
 	o.Mounts = slices.Clone(o.Mounts)
 	for i, s := range c.Shares {
 		opts := "trans=virtio,version=9p2000.L,msize=512000"
@@ -294,6 +316,10 @@ func start(ctx context.Context, c Config, eng engine) (vm *VM, err error) {
 	return vm, nil
 }
 
+// ForgetAccelVerdicts forgets that the hardware accelerator failed here
+// before, so that the next boot in AccelAuto tries it again.
+func ForgetAccelVerdicts() error { return qemu.ForgetAccelVerdicts("") }
+
 // shareTag is the 9p mount tag of the i-th share.
 func shareTag(i int) string { return fmt.Sprintf("share%d", i) }
 
@@ -305,12 +331,12 @@ func prepareRoot(ctx context.Context, root, dir string, a bootfiles.Assets) (str
 	}
 	st, err := os.Stat(root)
 	if err != nil {
-		return "", "", fmt.Errorf("%w: Root: %w", ErrBadConfig, err)
+		return "", "", &ConfigError{Field: "Root", Err: err}
 	}
 	if !st.IsDir() {
 		t, err := rootfs.FSType(root)
 		if err != nil {
-			return "", "", fmt.Errorf("%w: Root: %w", ErrBadConfig, err)
+			return "", "", &ConfigError{Field: "Root", Err: err}
 		}
 		return root, t, nil
 	}
@@ -412,7 +438,7 @@ func (vm *VM) Kill() {
 // bad one.
 func (c Config) normalize() (Config, error) {
 	bad := func(field, format string, a ...any) (Config, error) {
-		return c, fmt.Errorf("%w: %s: %s", ErrBadConfig, field, fmt.Sprintf(format, a...))
+		return c, &ConfigError{Field: field, Err: fmt.Errorf(format, a...)}
 	}
 	if c.Arch == "" {
 		c.Arch = runtime.GOARCH
@@ -463,12 +489,18 @@ func (c Config) normalize() (Config, error) {
 		}
 	}
 	if c.Root != "" {
-		if _, err := os.Stat(c.Root); err != nil {
-			return bad("Root", "%v", err)
+		st, err := os.Stat(c.Root)
+		if err != nil {
+			return bad("Root", "%w", err)
 		}
-	}
-	if c.Initramfs.Root != "" || c.Initramfs.RootFSType != "" {
-		return bad("Initramfs.Root", "set from Config.Root; leave Initramfs.Root and RootFSType empty")
+		if !st.IsDir() {
+			if !st.Mode().IsRegular() && st.Mode()&os.ModeDevice == 0 {
+				return bad("Root", "%s is not a directory, an image file or a block device", c.Root)
+			}
+			if _, err := rootfs.FSType(c.Root); err != nil {
+				return bad("Root", "%w", err)
+			}
+		}
 	}
 	if _, err := initramfs.Segment(c.Initramfs); err != nil {
 		return bad("Initramfs", "%v", err)
@@ -527,3 +559,9 @@ func regularFile(path string) error {
 	}
 	return nil
 }
+
+// Limits are the guest sizes Start accepts for an arch (MemoryMiB, CPUs).
+type Limits = qemu.Limits
+
+// LimitsFor returns the limits of a guest of arch.
+func LimitsFor(arch string) Limits { return qemu.LimitsFor(arch) }
