@@ -63,6 +63,11 @@ func TestStartCommandShareClose(t *testing.T) {
 	if err != nil || string(b) != "hi\n" {
 		t.Errorf("ReadFile = %q, %v; want hi", b, err)
 	}
+	if err := vm.WriteFile(ctx, "/tmp/g", []byte("to the guest"), 0o600); err != nil {
+		t.Errorf("WriteFile: %v", err)
+	} else if out, err := vm.Command(ctx, "stat", "-c", "%a %s", "/tmp/g").Output(); err != nil || string(out) != "600 12\n" {
+		t.Errorf("the written file: %q, %v; want mode 600, 12 bytes", out, err)
+	}
 	if b, err := os.ReadFile(filepath.Join(rw, "out.txt")); err != nil || string(b) != "guest\n" {
 		t.Errorf("writable share: host read %q, %v", b, err)
 	}

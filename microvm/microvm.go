@@ -52,6 +52,7 @@
 package microvm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -381,7 +382,7 @@ func (vm *VM) ReadFile(ctx context.Context, path string) ([]byte, error) {
 
 // WriteFile writes data to a file in the guest with mode perm.
 func (vm *VM) WriteFile(ctx context.Context, path string, data []byte, perm os.FileMode) error {
-	return vm.client.WriteFile(ctx, path, strings.NewReader(string(data)), perm, nil)
+	return vm.client.WriteFile(ctx, path, bytes.NewReader(data), perm, nil)
 }
 
 // Done is closed once the VM has ended and its files are removed.
@@ -410,17 +411,13 @@ func (vm *VM) Close() error {
 	vm.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), CloseGrace)
 		defer cancel()
-		if perr := vm.client.PowerOff(ctx); perr != nil {
-			select {
-			case <-vm.done: // already gone
-			default:
-				err = fmt.Errorf("microvm: power off: %w (killed)", perr)
-			}
-		}
+		// The agent may answer, or the connection may drop as the guest
+		// goes down: either way, the VMM's exit is what says it is off.
+		perr := vm.client.PowerOff(ctx)
 		select {
 		case <-vm.done:
 		case <-ctx.Done():
-			err = fmt.Errorf("microvm: the guest did not power off within %s (killed)", CloseGrace)
+			err = fmt.Errorf("microvm: the guest did not power off within %s (power off: %v); killed", CloseGrace, perr)
 		}
 		vm.Kill()
 	})
@@ -518,6 +515,7 @@ func (c Config) normalize() (Config, error) {
 		}
 	}
 	targets := map[string]bool{}
+	c.Shares = slices.Clone(c.Shares)
 	for i, s := range c.Shares {
 		f := fmt.Sprintf("Shares[%d]", i)
 		st, err := os.Stat(s.HostDir)
@@ -534,6 +532,9 @@ func (c Config) normalize() (Config, error) {
 			return bad(f, "GuestPath %s is shared twice", s.GuestPath)
 		}
 		targets[filepath.Clean(s.GuestPath)] = true
+		if c.Shares[i].HostDir, err = filepath.Abs(s.HostDir); err != nil {
+			return bad(f, "HostDir: %v", err)
+		}
 	}
 	if c.DTB != "" {
 		if err := regularFile(c.DTB); err != nil {
