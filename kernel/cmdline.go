@@ -5,6 +5,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	archfacts "github.com/supermachine-go/supermachine-kernel/internal/arch"
 )
 
 // A Shape is the kind of machine a VMM gives the guest, as far as the
@@ -115,8 +117,8 @@ func CommandLine(o CommandLineOptions, extra ...string) string {
 	case console != "":
 	case o.Shape == ShapeVirtioConsole:
 		console = "hvc0"
-	case arch == "arm64":
-		console = "ttyAMA0"
+	case archfacts.All[arch].Console != "":
+		console = archfacts.All[arch].Console
 	default:
 		console = "ttyS0"
 	}

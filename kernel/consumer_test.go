@@ -2,13 +2,10 @@ package kernel_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -16,7 +13,8 @@ import (
 	"testing"
 
 	"golang.org/x/mod/module"
-	"golang.org/x/mod/zip"
+
+	"github.com/supermachine-go/supermachine-kernel/internal/modproxy"
 )
 
 const (
@@ -55,9 +53,13 @@ func TestConsumer(t *testing.T) {
 
 	proxy := t.TempDir()
 	for _, arch := range []string{"amd64", "arm64"} {
-		addModule(t, proxy, rootModule+"/kernel-"+arch, filepath.Join(root, "kernel-"+arch), dirFiles(t, filepath.Join(root, "kernel-"+arch)))
+		if err := modproxy.Add(proxy, rootModule+"/kernel-"+arch, consumeVersion, filepath.Join(root, "kernel-"+arch)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	addModule(t, proxy, rootModule, root, dirFiles(t, root))
+	if err := modproxy.Add(proxy, rootModule, consumeVersion, root); err != nil {
+		t.Fatal(err)
+	}
 
 	blobs := map[string][][]byte{} // arch -> a distinctive window of each xz blob
 	for _, arch := range []string{"amd64", "arm64"} {
@@ -79,7 +81,7 @@ func TestConsumer(t *testing.T) {
 			other := map[string]string{"amd64": "arm64", "arm64": "amd64"}[arch]
 			dir := t.TempDir()
 			modcache := filepath.Join(t.TempDir(), "mod")
-			env := append(cleanEnv(),
+			env := append(modproxy.CleanEnv(),
 				"GOMODCACHE="+modcache,
 				"GOPROXY=file://"+proxy+","+localProxy,
 				"GOSUMDB=off", "GOFLAGS=-mod=mod", "GOWORK=off", "GOTOOLCHAIN=local",
@@ -231,105 +233,6 @@ func runBinary(t *testing.T, arch, bin string) (string, bool) {
 	}
 	return string(out), true
 }
-
-// cleanEnv is the environment without the variables the consumer builds
-// set themselves.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case "GOMODCACHE", "GOPROXY", "GOSUMDB", "GONOSUMDB", "GOPRIVATE", "GONOPROXY", "GOFLAGS",
-			"GOWORK", "GOTOOLCHAIN", "GOOS", "GOARCH", "CGO_ENABLED", "GOINSECURE":
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
-}
-
-// addModule writes version consumeVersion of module modPath, made of
-// files from dir, to the file proxy at proxy.
-func addModule(t *testing.T, proxy, modPath, dir string, files []zip.File) {
-	t.Helper()
-	esc, err := module.EscapePath(modPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vdir := filepath.Join(proxy, filepath.FromSlash(esc), "@v")
-	if err := os.MkdirAll(vdir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	gomod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, _ := json.Marshal(map[string]string{"Version": consumeVersion, "Time": "2025-01-01T00:00:00Z"})
-	var z bytes.Buffer
-	if err := zip.Create(&z, module.Version{Path: modPath, Version: consumeVersion}, files); err != nil {
-		t.Fatal(err)
-	}
-	for name, data := range map[string][]byte{
-		"list":                   []byte(consumeVersion + "\n"),
-		consumeVersion + ".info": info,
-		consumeVersion + ".mod":  gomod,
-		consumeVersion + ".zip":  z.Bytes(),
-	} {
-		if err := os.WriteFile(filepath.Join(vdir, name), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// dirFiles lists the files of the module rooted at dir as a release would
-// hold them: without nested modules, VCS directories, the build tree, and
-// files a module zip cannot hold.
-func dirFiles(t *testing.T, dir string) []zip.File {
-	t.Helper()
-	var files []zip.File
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		slash := filepath.ToSlash(rel)
-		if d.IsDir() {
-			if rel == "." {
-				return nil
-			}
-			if slash == "build" || strings.HasPrefix(d.Name(), ".") && d.Name() != ".github" && d.Name() != ".ci" {
-				return filepath.SkipDir
-			}
-			if _, err := os.Stat(filepath.Join(p, "go.mod")); err == nil {
-				return filepath.SkipDir // a nested module
-			}
-			return nil
-		}
-		if !d.Type().IsRegular() || module.CheckFilePath(slash) != nil {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return nil // vanished: someone else's temporary file
-		}
-		files = append(files, file{path: slash, osPath: p, info: info})
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return files
-}
-
-// file is a zip.File read from disk.
-type file struct {
-	path, osPath string
-	info         fs.FileInfo
-}
-
-func (f file) Path() string                 { return path.Clean(f.path) }
-func (f file) Lstat() (fs.FileInfo, error)  { return f.info, nil }
-func (f file) Open() (io.ReadCloser, error) { return os.Open(f.osPath) }
 
 // facadeModules are the only modules a build of the facade may fetch
 // anything of (a go.mod or a zip): this module, its arch modules, the xz

@@ -12,18 +12,17 @@ import (
 	"time"
 
 	"github.com/supermachine-go/supermachine-kernel/initramfs"
-	"github.com/supermachine-go/supermachine-kernel/internal/guestassets"
-	"github.com/supermachine-go/supermachine-kernel/internal/lifetime"
 	"github.com/supermachine-go/supermachine-kernel/internal/oci"
 	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
-	"github.com/supermachine-go/supermachine-kernel/internal/rootfs"
 	"github.com/supermachine-go/supermachine-kernel/kernel"
+	"github.com/supermachine-go/supermachine-kernel/microvm"
+	_ "github.com/supermachine-go/supermachine-kernel/microvm/allarch" // boot -arch and vmexec run either arch
 )
 
 func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("boot", "[flags] -- COMMAND [ARG...]\n       supermachine-kernel boot -image REF [flags] [-- COMMAND [ARG...]]", stderr)
 	root := fs.String("root", "", "root: a directory (packed as squashfs), a squashfs or ext4 image; default: a tiny busybox root (cached)")
-	lim := qemu.LimitsFor(kernel.Arch)
+	lim := microvm.LimitsFor(kernel.Arch)
 	mem := fs.Int("mem", 256, fmt.Sprintf("guest memory in MiB (%d to %d)", lim.MinMemoryMiB, lim.MaxMemoryMiB))
 	cpus := fs.Int("cpus", 1, fmt.Sprintf("virtual CPUs (1 to %d)", lim.MaxCPUs))
 	kvm := fs.String("kvm", "auto", "accelerator: auto (KVM or Hypervisor.framework, falling back to software emulation if it cannot run the guest), on (never fall back), off (software emulation; /dev/kvm is not touched)")
@@ -50,11 +49,11 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := img.check(*root); err != nil {
 		return err
 	}
-	lim = qemu.LimitsFor(img.arch) // the guest's arch, which -arch may have changed
+	lim = microvm.LimitsFor(img.arch) // the guest's arch, which -arch may have changed
 	if *kvm != "auto" && *kvm != "on" && *kvm != "off" {
 		return fmt.Errorf("-kvm %q: want auto, on or off", *kvm)
 	}
-	shape, err := qemu.ParseShape(*shapeName)
+	shape, err := microvm.ParseShape(*shapeName)
 	if err != nil {
 		return fmt.Errorf("-shape: %w", err)
 	}
@@ -69,66 +68,35 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stderr, "[%6.3fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, a...))
 	}
 	if *forget {
-		if err := qemu.ForgetAccelVerdicts(""); err != nil {
+		if err := microvm.ForgetAccelVerdicts(); err != nil {
 			return err
 		}
 	}
 
-	dir, err := lifetime.MkdirTemp("boot")
-	if err != nil {
-		return err
-	}
-	defer lifetime.RemoveTemp(dir)
-	if err := checkSocketDir(dir, "agent.sock"); err != nil {
-		return err
-	}
-
-	progress("preparing the kernel, initramfs and root image")
-	set, err := guestassets.For(img.arch)
-	if err != nil {
-		return err
-	}
-	kernelPath, kernelSHA, err := guestKernel(ctx, img.arch, set, shape == qemu.ShapeFirecracker)
-	if err != nil {
-		return err
-	}
 	var image *oci.Image
-	rootImage, fsType := "", "squashfs"
 	if img.image != "" {
 		if image, err = img.prepare(ctx, progress); err != nil {
 			return err
 		}
-		rootImage = image.Root
-	} else if rootImage, fsType, err = prepareRoot(ctx, *root, dir, set); err != nil {
-		return err
+		*root = image.Root
 	}
 	argv, settings, err := img.command(fs.Args(), image)
 	if err != nil {
 		return err
 	}
-	if o.RootFSType == "" {
-		o.RootFSType = fsType
-	}
 	if o.Mounts, err = parseMounts(mounts); err != nil {
 		return err
 	}
 	o.AgentArgs = agentArgs
-	initrdPath, err := cachedInitramfs(ctx, o, set)
-	if err != nil {
-		return err
-	}
-
-	cfg := qemu.Config{
-		Arch: img.arch, Kernel: kernelPath, KernelSHA256: kernelSHA, Initrd: initrdPath,
-		Append:    strings.Fields(*appendArgs),
-		MemoryMiB: *mem, CPUs: *cpus, KVM: *kvm, Net: *net, Shape: shape,
-		Disks:       []qemu.Disk{{Path: rootImage, ReadOnly: true}},
-		AgentSocket: filepath.Join(dir, "agent.sock"),
-		Progress:    func(msg string) { progress("%s", msg) },
+	accel := map[string]microvm.Accel{"auto": microvm.AccelAuto, "on": microvm.AccelOn, "off": microvm.AccelOff}[*kvm]
+	cfg := microvm.Config{
+		Arch: img.arch, MemoryMiB: *mem, CPUs: *cpus, Shape: shape, Accel: accel,
+		Append: strings.Fields(*appendArgs), Root: *root, Initramfs: o.Settings, Net: *net,
+		Progress: func(msg string) { progress("%s", msg) },
 	}
 	if *verbose {
-		cfg.Console, cfg.Stderr = stderr, stderr
-		cfg.Trace = func(argv []string) { progress("%s", shellQuote(argv)) }
+		cfg.Console, cfg.QEMUOutput = stderr, stderr
+		cfg.VMMCommand = func(argv []string) { progress("%s", shellQuote(argv)) }
 	}
 	if *rescue {
 		cfg.Append = append(cfg.Append, "supermachine.rescue=1")
@@ -136,24 +104,17 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		// A rescue session lasts as long as its user wants.
 		cfg.Deadlines.Silence = 24 * time.Hour
 	}
-	if shape == qemu.ShapeVirtualization {
-		cfg.DTB = filepath.Join(dir, "virt-no-uart.dtb")
-		if err := qemu.NoUARTDeviceTree(ctx, cfg, cfg.DTB); err != nil {
-			return err
-		}
-	}
-	progress("kernel %s %s, machine shape %s", set.Arch, set.KernelVersion, shape)
-	vm, c, err := qemu.Boot(ctx, cfg)
+	progress("machine shape %s", shape)
+	vm, err := microvm.Start(ctx, cfg)
 	if err != nil {
-		return err
+		return flagError(err)
 	}
 	defer vm.Kill()
-	defer c.Close()
-	ready := time.Since(vm.Started())
+	c := vm.Client()
 	if m := readyRE.FindStringSubmatch(vm.Console()); m != nil {
-		progress("agent ready: %s after QEMU started, guest uptime %ss", ready.Round(time.Millisecond), m[1])
+		progress("agent ready: %s after QEMU started, guest uptime %ss", vm.ReadyAfter().Round(time.Millisecond), m[1])
 	} else {
-		progress("agent ready: %s after QEMU started", ready.Round(time.Millisecond))
+		progress("agent ready: %s after QEMU started", vm.ReadyAfter().Round(time.Millisecond))
 	}
 
 	cctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -175,36 +136,25 @@ func cmdBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return nil
 }
 
-var readyRE = regexp.MustCompile(`supermachine-agent \S+ ready .*uptime=([0-9.]+)s`)
-
-// prepareRoot returns the root image and its filesystem type: the image
-// given, a directory packed as squashfs, or the cached busybox root of
-// set's arch.
-func prepareRoot(ctx context.Context, root, dir string, set guestassets.Set) (string, string, error) {
-	if root == "" {
-		img, err := cachedBusyboxRootOf(ctx, set)
-		return img, "squashfs", err
-	}
-	st, err := os.Stat(root)
-	if err != nil {
-		return "", "", fmt.Errorf("-root: %w", err)
-	}
-	if !st.IsDir() {
-		if !st.Mode().IsRegular() && st.Mode()&os.ModeDevice == 0 {
-			return "", "", fmt.Errorf("-root: %s is not a directory, an image file or a block device", root)
-		}
-		t, err := rootfs.FSType(root)
-		if err != nil {
-			return "", "", fmt.Errorf("-root: %w", err)
-		}
-		return root, t, nil
-	}
-	img := filepath.Join(dir, "root.squashfs")
-	if err := rootfs.Squashfs(ctx, root, img, "zstd"); err != nil {
-		return "", "", err
-	}
-	return img, "squashfs", nil
+// bootFlags are the flags that set each microvm.Config field.
+var bootFlags = map[string]string{
+	"Arch": "-arch", "MemoryMiB": "-mem", "CPUs": "-cpus", "Shape": "-shape", "Accel": "-kvm",
+	"Append": "-append", "Root": "-root", "Initramfs": "the initramfs flags",
 }
+
+// flagError names the flag of a Config field that microvm refused.
+func flagError(err error) error {
+	var ce *microvm.ConfigError
+	if errors.As(err, &ce) {
+		field, _, _ := strings.Cut(ce.Field, "[")
+		if flag, ok := bootFlags[field]; ok {
+			return fmt.Errorf("%s: %w", flag, ce.Err)
+		}
+	}
+	return err
+}
+
+var readyRE = regexp.MustCompile(`supermachine-agent \S+ ready .*uptime=([0-9.]+)s`)
 
 // shellQuote joins argv as a shell would need it typed.
 func shellQuote(argv []string) string {

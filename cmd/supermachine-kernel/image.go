@@ -11,7 +11,6 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/supermachine-go/supermachine-kernel/internal/guestassets"
 	"github.com/supermachine-go/supermachine-kernel/internal/oci"
 	"github.com/supermachine-go/supermachine-kernel/kernel"
 )
@@ -134,24 +133,6 @@ func mergeEnv(base, over []string) []string {
 		}
 	}
 	return out
-}
-
-// guestKernel returns the kernel to boot for arch: the facade's for the
-// host arch, else the other arch's from the embedded assets.
-func guestKernel(ctx context.Context, arch string, set guestassets.Set, firecracker bool) (path, sha string, err error) {
-	if arch == kernel.Arch {
-		a := kernel.Kernel
-		if firecracker {
-			a = kernel.Vmlinux // amd64: the ELF; arm64: the Image
-		}
-		path, err = a.Cached(ctx)
-		return path, a.SHA256(), err
-	}
-	if firecracker && arch == "amd64" {
-		return "", "", errors.New("-shape firecracker boots the amd64 ELF vmlinux, which is made on amd64 hosts only")
-	}
-	path, err = cachedKernel(ctx, set)
-	return path, set.Kernel.SHA256, err
 }
 
 func cmdImages(args []string, stdout, stderr io.Writer) error {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	archfacts "github.com/supermachine-go/supermachine-kernel/internal/arch"
 )
 
 // Limits are the guest sizes a boot accepts for an arch.
@@ -72,11 +74,8 @@ func KernelArch(path string) string {
 	switch {
 	case len(hdr) >= 4 && string(hdr[:4]) == elf.ELFMAG:
 		if ef, err := elf.NewFile(f); err == nil {
-			switch ef.Machine {
-			case elf.EM_X86_64:
-				return "amd64"
-			case elf.EM_AARCH64:
-				return "arm64"
+			if a, ok := archfacts.ByELF(ef.Machine); ok {
+				return a.GOARCH
 			}
 			return ef.Machine.String()
 		}

@@ -29,6 +29,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+
+	archfacts "github.com/supermachine-go/supermachine-kernel/internal/arch"
 )
 
 // AgentPortName is the virtio-serial port name the agent looks for by
@@ -108,13 +110,11 @@ var ErrNoQEMU = errors.New("QEMU is not installed")
 // Binary returns the QEMU system emulator for arch and the Debian package
 // that provides it.
 func Binary(arch string) (bin, pkg string, err error) {
-	switch arch {
-	case "amd64":
-		return "qemu-system-x86_64", "qemu-system-x86", nil
-	case "arm64":
-		return "qemu-system-aarch64", "qemu-system-arm", nil
+	f, err := archfacts.For(arch)
+	if err != nil {
+		return "", "", fmt.Errorf("qemu: %w", err)
 	}
-	return "", "", fmt.Errorf("qemu: unsupported arch %q (amd64, arm64)", arch)
+	return f.QEMU, f.QEMUPackage, nil
 }
 
 // binary is the QEMU binary of c and the Debian package to suggest.

@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"sync"
 	"syscall"
+
+	archfacts "github.com/supermachine-go/supermachine-kernel/internal/arch"
 )
 
 // EnvVar names the environment variable that selects a helper mode in the
@@ -60,7 +62,7 @@ func probe() {
 	if err == nil || !errors.Is(err, syscall.ENOEXEC) {
 		return
 	}
-	name := map[string]string{"arm64": "aarch64", "amd64": "x86_64"}[runtime.GOARCH]
+	name := archfacts.All[runtime.GOARCH].QEMUUser
 	for _, q := range []string{"qemu-" + name + "-static", "qemu-" + name} {
 		if p, err := exec.LookPath(q); err == nil {
 			prefix = []string{p}

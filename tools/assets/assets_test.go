@@ -178,8 +178,8 @@ func TestGeneratedCurrent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(files) != 2 {
-			t.Errorf("%s: %d generated files, want 2", arch, len(files))
+		if len(files) != 3 {
+			t.Errorf("%s: %d generated files, want 3", arch, len(files))
 		}
 		for path, want := range files {
 			got, err := os.ReadFile(path)

@@ -9,11 +9,9 @@ import (
 	"os"
 	"regexp"
 
+	archfacts "github.com/supermachine-go/supermachine-kernel/internal/arch"
 	"github.com/supermachine-go/supermachine-kernel/internal/extract"
 )
-
-// elfMachine is the ELF machine each arch's executables must have.
-var elfMachine = map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}
 
 // checkAsset checks that data is what the named asset of arch must be:
 // a Linux 6.12 kernel image of the arch's format, or a static executable
@@ -89,8 +87,8 @@ func checkStaticELF(arch string, data []byte) error {
 		return fmt.Errorf("not an ELF file: %w", err)
 	}
 	defer f.Close()
-	if f.Machine != elfMachine[arch] {
-		return fmt.Errorf("ELF machine is %v, want %v", f.Machine, elfMachine[arch])
+	if want := archfacts.All[arch].ELFMachine; f.Machine != want {
+		return fmt.Errorf("ELF machine is %v, want %v", f.Machine, want)
 	}
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {

@@ -43,8 +43,8 @@ commands:
   check   decode the committed blobs and check hashes, formats and applets
   gen     recompute the derived entries of kernel-<arch>/manifest.json (the
           amd64 vmlinux) from the committed kernel blob, then regenerate the
-          Go files from the manifest: the constants in kernel-<arch>/ and the
-          wiring in kernel/assets_<arch>.go
+          Go files from the manifest: the constants in kernel-<arch>/, the
+          wiring in kernel/assets_<arch>.go and internal/guestassets/<arch>_generated.go
 
 flags:
 `
