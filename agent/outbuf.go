@@ -90,7 +90,11 @@ func (b *outputBuffer) fill(src io.Reader, size int) error {
 		b.mu.Lock()
 		if b.rerr == nil {
 			b.n += k
-			b.cond.Broadcast()
+			// Wake the reader at the end of the frame, or once half the
+			// buffer is waiting: not for every piece of a large frame.
+			if size == 0 || b.n >= len(b.buf)/2 {
+				b.cond.Broadcast()
+			}
 		}
 		b.mu.Unlock()
 		if err != nil {
