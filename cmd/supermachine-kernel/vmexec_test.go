@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -370,3 +371,27 @@ func TestFails(t *testing.T) {
 	t.Fatal("deliberate failure")
 }
 `
+
+// Bad -share values and directories that cannot be shared are refused
+// before anything boots, naming what was wrong.
+func TestVMExecRefuses(t *testing.T) {
+	if errVMExecUnsupported != nil {
+		t.Skip(errVMExecUnsupported)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	var stderr strings.Builder
+	err = cmdVMExec(t.Context(), []string{"-share", "nfs", exe}, io.Discard, &stderr)
+	if err == nil || !strings.Contains(err.Error(), `-share "nfs": want auto, virtiofs or 9p`) {
+		t.Errorf("-share nfs: %v", err)
+	}
+	if err := checkShareable("/proc/1/root"); os.Geteuid() != 0 && (err == nil || !strings.Contains(err.Error(), "cannot share /proc/1/root")) {
+		t.Errorf("checkShareable(/proc/1/root) as a normal user: %v", err)
+	}
+	if err := checkShareable(t.TempDir()); err != nil {
+		t.Errorf("checkShareable(a temporary directory): %v", err)
+	}
+}
