@@ -66,7 +66,7 @@ const vmexecShareTag = "supermachine-host"
 const vmexec9POptions = "trans=virtio,version=9p2000.L,msize=524288,cache=mmap"
 
 func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("vmexec", "[flags] [--] BINARY [ARG...]\n\nruns a Linux executable (e.g. a Go test binary: go test -exec 'supermachine-kernel vmexec --')\nin a microVM of the bundled kernel for the binary's arch, with the host's files visible\nread-only and the working directory writable; exits with its exit code.\nSettings also come from "+vmexecConfigFile+" at the repository root", stderr)
+	fs := newFlags("vmexec", "[flags] [--] BINARY [ARG...]\n\nruns a Linux executable (e.g. a Go test binary: go test -exec 'supermachine-kernel vmexec --')\nin a microVM of the bundled kernel for the binary's arch, as the invoking user (-root: as root\nin the guest), with the host's files visible read-only and the working directory writable;\nexits with its exit code.\nSettings also come from "+vmexecConfigFile+" at the repository root", stderr)
 	cfg, cfgPath, err := loadVMExecConfig()
 	if err != nil {
 		return err
