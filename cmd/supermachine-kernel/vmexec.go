@@ -461,7 +461,7 @@ func startVirtiofsd(ctx context.Context, dir string, binds []bindMount, logw io.
 		}
 	}
 	if os.Geteuid() != 0 {
-		return nil, errors.New("vmexec: sharing the host's files over virtio-fs needs root (virtiofsd and the read-only view of / use mount namespaces): run go test -exec as root, e.g. with sudo -E")
+		return nil, errors.New("vmexec: -share virtiofs needs root (virtiofsd and the read-only view of / use mount namespaces): run as root, or share over 9p (-share auto or 9p), which needs no privilege")
 	}
 	self, err := os.Executable()
 	if err != nil {

@@ -78,6 +78,10 @@ func TestVMExecConfigFile(t *testing.T) {
 	if err != nil || p != file || c.Memory != 2048 || c.CPUs != 1 || c.KVM != "off" || len(c.Append) != 1 {
 		t.Fatalf("file: %+v %q %v", c, p, err)
 	}
+	os.WriteFile(file, []byte("root = true\nshare = \"9p\"\n"), 0o644)
+	if c, _, err := loadVMExecConfig(); err != nil || !c.Root || c.Share != "9p" {
+		t.Fatalf("root and share: %+v %v", c, err)
+	}
 	os.WriteFile(file, []byte("memroy = 2048\n"), 0o644)
 	if _, _, err := loadVMExecConfig(); err == nil || !strings.Contains(err.Error(), `unknown setting "memroy"`) {
 		t.Errorf("misspelt setting: %v", err)
