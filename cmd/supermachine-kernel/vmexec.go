@@ -81,7 +81,7 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	timeout := fs.Duration("timeout", 0, "give up on the binary after this long (default: no limit)")
 	verbose := fs.Bool("v", false, "show boot progress, QEMU's command line, the guest console and QEMU's and virtiofsd's messages")
 	asRoot := fs.Bool("root", cfg.Root, "run the binary as root in the guest (default: as the invoking user's uid and gid); needs no privilege on the host")
-	share := fs.String("share", cmp.Or(cfg.Share, "auto"), "how the host's files reach the guest: virtiofs (needs root on the host), 9p (QEMU's own server, no privilege) or auto (virtiofs as root, 9p otherwise)")
+	share := fs.String("share", cmp.Or(cfg.Share, "auto"), "how the host's files reach the guest: virtiofs (needs root on the host and virtiofsd), 9p (QEMU's own server, no privilege) or auto (virtiofs as root with virtiofsd installed, 9p otherwise)")
 	mounts := multiFlag(cfg.Mounts)
 	fs.Var(&mounts, "mount", "also show host directory HOST at GUEST: HOST[:GUEST][:rw] (repeatable; read-only unless :rw)")
 	if err := parse(fs, args); err != nil {
@@ -155,7 +155,7 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var use9P bool
 	switch *share {
 	case "auto":
-		use9P = os.Geteuid() != 0
+		use9P = os.Geteuid() != 0 || virtiofsdBinary() == ""
 	case "9p", "virtiofs":
 		use9P = *share == "9p"
 	default:
@@ -442,23 +442,26 @@ type virtiofsd struct {
 // virtiofsdPaths are where Debian and other distributions put virtiofsd.
 var virtiofsdPaths = []string{"/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd", "/usr/lib/virtiofsd"}
 
+// virtiofsdBinary is the path of virtiofsd, or "" if it is not installed.
+func virtiofsdBinary() string {
+	for _, p := range virtiofsdPaths {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("virtiofsd"); err == nil {
+		return p
+	}
+	return ""
+}
+
 // startVirtiofsd starts virtiofsd on a view of the host's root that is
 // read-only except for the writable binds, made in a mount namespace of
 // its own by this program's hidden vmexec-virtiofsd command.
 func startVirtiofsd(ctx context.Context, dir string, binds []bindMount, logw io.Writer) (*virtiofsd, error) {
-	bin := ""
-	for _, p := range virtiofsdPaths {
-		if _, err := os.Stat(p); err == nil {
-			bin = p
-			break
-		}
-	}
+	bin := virtiofsdBinary()
 	if bin == "" {
-		if p, err := exec.LookPath("virtiofsd"); err == nil {
-			bin = p
-		} else {
-			return nil, errors.New("vmexec: virtiofsd not found (Debian: apt-get install qemu-system-common, or the virtiofsd package)")
-		}
+		return nil, errors.New("vmexec: virtiofsd not found (Debian: apt-get install qemu-system-common, or the virtiofsd package; or -share 9p)")
 	}
 	if os.Geteuid() != 0 {
 		return nil, errors.New("vmexec: -share virtiofs needs root (virtiofsd and the read-only view of / use mount namespaces): run as root, or share over 9p (-share auto or 9p), which needs no privilege")
