@@ -41,6 +41,8 @@ type vmexecConfig struct {
 	KVM     string   `toml:"kvm"`     // auto, on, off
 	Kernel  string   `toml:"kernel"`  // another kernel image for the guest arch
 	Timeout string   `toml:"timeout"` // e.g. "10m"; default none (go test has -timeout)
+	Root    bool     `toml:"root"`    // run as root in the guest, not as the invoking user
+	Share   string   `toml:"share"`   // auto, virtiofs, 9p
 }
 
 // guestEnvDrop are host environment variables that mean nothing in the
@@ -53,11 +55,18 @@ var guestEnvDrop = []string{
 	"NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID",
 }
 
-// vmexecShareTag is the virtio-fs tag of the host's files in the guest.
+// vmexecShareTag is the virtio-fs or 9p tag of the host's root in the
+// guest.
 const vmexecShareTag = "supermachine-host"
 
+// vmexec9POptions are the mount options of a writable 9p share: the
+// kernel's and QEMU's 9P2000.L, 512 KiB messages (the default 128 KiB
+// costs round trips on a test binary's read), and the page cache for
+// mmap only, so that every read and write reaches the host at once.
+const vmexec9POptions = "trans=virtio,version=9p2000.L,msize=524288,cache=mmap"
+
 func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("vmexec", "[flags] [--] BINARY [ARG...]\n\nruns a Linux executable (e.g. a Go test binary: go test -exec 'supermachine-kernel vmexec --')\nin a microVM of the bundled kernel for the binary's arch, with the host's files visible\nread-only and the working directory writable; exits with its exit code.\nSettings also come from "+vmexecConfigFile+" at the repository root", stderr)
+	fs := newFlags("vmexec", "[flags] [--] BINARY [ARG...]\n\nruns a Linux executable (e.g. a Go test binary: go test -exec 'supermachine-kernel vmexec --')\nin a microVM of the bundled kernel for the binary's arch, as the invoking user (-root: as root\nin the guest), with the host's files visible read-only and the working directory writable;\nexits with its exit code.\nSettings also come from "+vmexecConfigFile+" at the repository root", stderr)
 	cfg, cfgPath, err := loadVMExecConfig()
 	if err != nil {
 		return err
@@ -71,6 +80,8 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	net := fs.Bool("net", cfg.Net, "add a virtio-net device (QEMU user networking)")
 	timeout := fs.Duration("timeout", 0, "give up on the binary after this long (default: no limit)")
 	verbose := fs.Bool("v", false, "show boot progress, QEMU's command line, the guest console and QEMU's and virtiofsd's messages")
+	asRoot := fs.Bool("root", cfg.Root, "run the binary as root in the guest (default: as the invoking user's uid and gid); needs no privilege on the host")
+	share := fs.String("share", cmp.Or(cfg.Share, "auto"), "how the host's files reach the guest: virtiofs (needs root on the host and virtiofsd), 9p (QEMU's own server, no privilege) or auto (virtiofs as root with virtiofsd installed, 9p otherwise)")
 	mounts := multiFlag(cfg.Mounts)
 	fs.Var(&mounts, "mount", "also show host directory HOST at GUEST: HOST[:GUEST][:rw] (repeatable; read-only unless :rw)")
 	if err := parse(fs, args); err != nil {
@@ -141,10 +152,34 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		binds = append(binds, b)
 	}
+	var use9P bool
+	switch *share {
+	case "auto":
+		use9P = os.Geteuid() != 0 || virtiofsdBinary() == ""
+	case "9p", "virtiofs":
+		use9P = *share == "9p"
+	default:
+		return fmt.Errorf("vmexec: -share %q: want auto, virtiofs or 9p", *share)
+	}
+	for _, b := range binds {
+		if err := checkShareable(b.host); err != nil {
+			return err
+		}
+	}
 	// The binds go in a per-boot initramfs segment, which carries any
 	// path (the kernel command line cannot carry blanks or colons).
+	// Read-only ones are binds of the root share; over 9p, whose root
+	// export is read-only on the host, writable ones are shares of their
+	// own.
 	var shared initramfs.Settings
+	var shares9P []qemu.Share9P
 	for _, b := range binds {
+		if use9P && b.rw {
+			tag := fmt.Sprintf("supermachine-rw%d", len(shares9P))
+			shares9P = append(shares9P, qemu.Share9P{Tag: tag, Path: b.host})
+			shared.Mounts = append(shared.Mounts, initramfs.Mount{Source: tag, Target: b.guest, FSType: "9p", Options: vmexec9POptions})
+			continue
+		}
 		shared.Mounts = append(shared.Mounts, initramfs.Mount{Source: "/lower" + b.host, Target: b.guest, FSType: "bind"})
 	}
 	appendList := strings.Fields(*appendArgs)
@@ -161,7 +196,11 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		kernelSHA = set.Kernel.SHA256
 	}
-	initrd, err := cachedInitramfs(ctx, initramfs.Options{Settings: initramfs.Settings{Root: vmexecShareTag, RootFSType: "virtiofs"}}, set)
+	rootFSType := "virtiofs"
+	if use9P {
+		rootFSType = "9p"
+	}
+	initrd, err := cachedInitramfs(ctx, initramfs.Options{Settings: initramfs.Settings{Root: vmexecShareTag, RootFSType: rootFSType}}, set)
 	if err != nil {
 		return err
 	}
@@ -171,25 +210,30 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer lifetime.RemoveTemp(dir)
-	if err := checkSocketDir(dir, "virtiofsd.sock"); err != nil {
-		return err
-	}
 	if initrd, err = withSegment(initrd, dir, shared); err != nil {
 		return err
 	}
-	progress("starting virtiofsd")
-	fsd, err := startVirtiofsd(ctx, dir, binds, logw)
-	if err != nil {
-		return err
-	}
-	defer fsd.stop()
-
 	qcfg := qemu.Config{
 		Arch: arch, Kernel: kernelPath, KernelSHA256: kernelSHA, Initrd: initrd,
 		Append: appendList, MemoryMiB: *mem, CPUs: *cpus, KVM: *kvm, Net: *net,
 		AgentSocket: filepath.Join(dir, "agent.sock"),
 		Progress:    func(msg string) { progress("%s", msg) },
-		ExtraArgs: []string{
+	}
+	fsd := &virtiofsd{} // none over 9p: QEMU serves the files itself
+	if use9P {
+		// The root export is read-only on the host; the guest's
+		// overlay takes its writes.
+		qcfg.Shares9P = append([]qemu.Share9P{{Tag: vmexecShareTag, Path: "/", ReadOnly: true}}, shares9P...)
+	} else {
+		if err := checkSocketDir(dir, "virtiofsd.sock"); err != nil {
+			return err
+		}
+		progress("starting virtiofsd")
+		if fsd, err = startVirtiofsd(ctx, dir, binds, logw); err != nil {
+			return err
+		}
+		defer fsd.stop()
+		qcfg.ExtraArgs = []string{
 			// virtio-fs needs the guest memory shared with virtiofsd.
 			"-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", *mem),
 			"-machine", "memory-backend=mem",
@@ -198,7 +242,7 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			"-global", "virtio-mmio.force-legacy=false",
 			"-chardev", "socket,id=hostfs,path=" + qemu.OptValue(fsd.socket),
 			"-device", "vhost-user-fs-device,chardev=hostfs,tag=" + vmexecShareTag,
-		},
+		}
 	}
 	if *verbose {
 		qcfg.Console, qcfg.Stderr = stderr, stderr
@@ -220,6 +264,11 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	cmd := c.Command(cctx, binary, fs.Args()[1:]...)
 	cmd.Dir = cwd
+	if !*asRoot {
+		// As on the host: the guest's files are the host's, with the
+		// host's owners and modes.
+		cmd.User = fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid())
+	}
 	cmd.Env = guestEnv(os.Environ())
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if st, err := os.Stdin.Stat(); err == nil && st.Mode()&os.ModeCharDevice == 0 && st.Mode()&os.ModeNamedPipe != 0 {
@@ -314,6 +363,25 @@ func parseBindMount(s string) (bindMount, error) {
 	return b, nil
 }
 
+// checkShareable says which directory cannot be shared with the guest:
+// one the invoking user cannot read and enter (QEMU's 9p server and
+// virtiofsd read it as that user or need its listing), or one whose path
+// QEMU cannot take.
+func checkShareable(dir string) error {
+	if strings.ContainsRune(dir, 0) {
+		return fmt.Errorf("vmexec: cannot share %q: a path with a NUL byte", dir)
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("vmexec: cannot share %s with the guest: %w", dir, err)
+	}
+	defer f.Close()
+	if _, err := f.Readdirnames(1); err != nil && err != io.EOF {
+		return fmt.Errorf("vmexec: cannot share %s with the guest: %w", dir, err)
+	}
+	return nil
+}
+
 func within(p, dir string) bool {
 	rel, err := filepath.Rel(dir, p)
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
@@ -348,7 +416,7 @@ func loadVMExecConfig() (vmexecConfig, string, error) {
 				return c, p, fmt.Errorf("vmexec: %w", err)
 			}
 			if und := md.Undecoded(); len(und) > 0 {
-				return c, p, fmt.Errorf("vmexec: %s: unknown setting %q (memory, cpus, append, mounts, net, kvm, kernel, timeout)", p, und[0].String())
+				return c, p, fmt.Errorf("vmexec: %s: unknown setting %q (memory, cpus, append, mounts, net, kvm, kernel, timeout, root, share)", p, und[0].String())
 			}
 			return c, p, nil
 		}
@@ -374,26 +442,29 @@ type virtiofsd struct {
 // virtiofsdPaths are where Debian and other distributions put virtiofsd.
 var virtiofsdPaths = []string{"/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd", "/usr/lib/virtiofsd"}
 
+// virtiofsdBinary is the path of virtiofsd, or "" if it is not installed.
+func virtiofsdBinary() string {
+	for _, p := range virtiofsdPaths {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("virtiofsd"); err == nil {
+		return p
+	}
+	return ""
+}
+
 // startVirtiofsd starts virtiofsd on a view of the host's root that is
 // read-only except for the writable binds, made in a mount namespace of
 // its own by this program's hidden vmexec-virtiofsd command.
 func startVirtiofsd(ctx context.Context, dir string, binds []bindMount, logw io.Writer) (*virtiofsd, error) {
-	bin := ""
-	for _, p := range virtiofsdPaths {
-		if _, err := os.Stat(p); err == nil {
-			bin = p
-			break
-		}
-	}
+	bin := virtiofsdBinary()
 	if bin == "" {
-		if p, err := exec.LookPath("virtiofsd"); err == nil {
-			bin = p
-		} else {
-			return nil, errors.New("vmexec: virtiofsd not found (Debian: apt-get install qemu-system-common, or the virtiofsd package)")
-		}
+		return nil, errors.New("vmexec: virtiofsd not found (Debian: apt-get install qemu-system-common, or the virtiofsd package; or -share 9p)")
 	}
 	if os.Geteuid() != 0 {
-		return nil, errors.New("vmexec: sharing the host's files over virtio-fs needs root (virtiofsd and the read-only view of / use mount namespaces): run go test -exec as root, e.g. with sudo -E")
+		return nil, errors.New("vmexec: -share virtiofs needs root (virtiofsd and the read-only view of / use mount namespaces): run as root, or share over 9p (-share auto or 9p), which needs no privilege")
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -448,6 +519,9 @@ func startVirtiofsd(ctx context.Context, dir string, binds []bindMount, logw io.
 const virtiofsdLines = 20
 
 func (d *virtiofsd) messages() string {
+	if d.out == nil {
+		return ""
+	}
 	s := strings.TrimSpace(d.out.String())
 	if s == "" {
 		return ""

@@ -7,10 +7,9 @@ import (
 	"io"
 )
 
-// errVMExecUnsupported says why vmexec cannot run here: it shares the
-// host's files with the guest through virtiofsd in a mount namespace of
-// its own, which only Linux has.
-var errVMExecUnsupported = errors.New("vmexec needs a Linux host: it shares the host's files with the guest through virtiofsd and Linux mount namespaces (boot works here)")
+// errVMExecUnsupported says why vmexec cannot run here: the guest's root
+// is the host's own, which must be a Linux system for a Linux binary.
+var errVMExecUnsupported = errors.New("vmexec needs a Linux host: the guest runs the binary on the host's own files, which must be a Linux system's (boot works here)")
 
 // cmdVirtiofsdHelper is vmexec's Linux-only helper.
 func cmdVirtiofsdHelper([]string, io.Writer) error { return errVMExecUnsupported }

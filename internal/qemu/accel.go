@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,10 +87,22 @@ var accelOpens = func(accel string) error {
 		return nil
 	}
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("%w: %s", err, kvmAccessHint(fileGroup("/dev/kvm")))
+	}
 	if err != nil {
 		return err
 	}
 	return f.Close()
+}
+
+// kvmAccessHint says how a user gets access to /dev/kvm owned by group.
+func kvmAccessHint(group string) string {
+	switch group {
+	case "", "root", "0":
+		return "only root may use it here; udev's default rules make it root:kvm mode 0660, and a member of kvm may use it (sudo usermod -aG kvm $USER, then log in again)"
+	}
+	return fmt.Sprintf("join the group %s, which owns it (sudo usermod -aG %s $USER, then log in again)", group, group)
 }
 
 // accelName is how messages call an accelerator.

@@ -353,3 +353,11 @@ func TestConnectAgentRetriesStalledHandshake(t *testing.T) {
 		t.Errorf("connected after %s, want a retry after about 1s (Silence/4)", took)
 	}
 }
+
+func TestKVMAccessHint(t *testing.T) {
+	for group, want := range map[string]string{"kvm": "join the group kvm", "root": "only root may use it here", "": "usermod -aG kvm"} {
+		if got := kvmAccessHint(group); !strings.Contains(got, want) {
+			t.Errorf("kvmAccessHint(%q) = %q, want it to say %q", group, got, want)
+		}
+	}
+}

@@ -63,6 +63,7 @@ func TestArgsEscapeUserValues(t *testing.T) {
 			Kernel: dir + "/Image", Initrd: dir + "/initrd,x.cpio", DTB: dir + "/virt,x.dtb",
 			Disks:       []Disk{{Path: dir + "/root.sqfs", ReadOnly: true}},
 			AgentSocket: dir + "/agent.sock",
+			Shares9P:    []Share9P{{Tag: "t,ag", Path: dir + "/share", ReadOnly: true}},
 		}
 		_, args, err := c.Args(TCG)
 		if err != nil {
@@ -81,6 +82,15 @@ func TestArgsEscapeUserValues(t *testing.T) {
 		}
 		if ro, _ := optionValue(args, "-drive", "readonly"); ro != "on" {
 			t.Errorf("%q: the path ate the next option: readonly=%q", name, ro)
+		}
+		if got, _ := optionValue(args, "-fsdev", "path"); got != c.Shares9P[0].Path {
+			t.Errorf("%q: -fsdev path=%q, want %q", name, got, c.Shares9P[0].Path)
+		}
+		if ro, _ := optionValue(args, "-fsdev", "readonly"); ro != "on" {
+			t.Errorf("%q: the 9p path ate the next option: readonly=%q", name, ro)
+		}
+		if got, _ := optionValue(args, "-device", "mount_tag"); got != "t,ag" {
+			t.Errorf("%q: mount_tag=%q", name, got)
 		}
 	}
 }
@@ -109,6 +119,8 @@ func TestArgsRefused(t *testing.T) {
 		{Config{Arch: "amd64", Kernel: "/k", AgentSocket: long}, "the agent socket " + long + " is 136 bytes long"},
 		{Config{Arch: "amd64"}, "no kernel image"},
 		{Config{Arch: "amd64", Kernel: "/k", Disks: []Disk{{}}}, "disk 0 has no path"},
+		{Config{Arch: "amd64", Kernel: "/k", Shares9P: []Share9P{{Tag: "t"}}}, "9p share 0 has no path"},
+		{Config{Arch: "amd64", Kernel: "/k", Shares9P: []Share9P{{Path: "/x", Tag: strings.Repeat("t", 32)}}}, "9p share /x: tag"},
 		{Config{Arch: "amd64", Kernel: "/k", Append: []string{strings.Repeat("x", 2048)}}, "the kernel command line is"},
 	} {
 		if _, _, err := tc.c.Args(TCG); err == nil || !strings.Contains(err.Error(), tc.want) {

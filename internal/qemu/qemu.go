@@ -99,8 +99,36 @@ type Config struct {
 	// Trace, if set, receives each QEMU command line (binary and
 	// arguments) before it starts.
 	Trace func(argv []string)
+	// Shares9P are host directories the guest mounts over 9p
+	// (virtio-9p) by their tags.
+	Shares9P []Share9P
 	// ExtraArgs are appended to the QEMU command line.
 	ExtraArgs []string
+}
+
+// Share9P is a host directory QEMU's own 9p server exports to the guest,
+// which mounts it with mount -t 9p TAG DIR -o trans=virtio. QEMU accesses
+// the files as its own user, with no helper process and no privilege
+// (security_model=none): a file the guest creates belongs to QEMU's
+// user, and a chown in the guest succeeds without changing the owner.
+// Files of different host file systems get distinct inode numbers
+// (multidevs=remap).
+type Share9P struct {
+	Tag      string // mount tag, at most MaxTag9P bytes
+	Path     string // host directory
+	ReadOnly bool   // refuse writes on the host side
+}
+
+// MaxTag9P is the longest 9p mount tag QEMU takes.
+const MaxTag9P = 31
+
+// args returns the -fsdev and -device options of share i.
+func (s Share9P) args(i int, dev string) []string {
+	fsdev := fmt.Sprintf("local,id=fs9p%d,path=%s,security_model=none,multidevs=remap", i, OptValue(s.Path))
+	if s.ReadOnly {
+		fsdev += ",readonly=on"
+	}
+	return []string{"-fsdev", fsdev, "-device", fmt.Sprintf("%s,fsdev=fs9p%d,mount_tag=%s", dev, i, OptValue(s.Tag))}
 }
 
 // ErrNoQEMU is returned (wrapped) when the QEMU binary for the arch is not
@@ -228,6 +256,14 @@ func (c Config) checkPaths() error {
 	for i, d := range c.Disks {
 		if d.Path == "" {
 			return fmt.Errorf("qemu: disk %d has no path", i)
+		}
+	}
+	for i, s := range c.Shares9P {
+		switch {
+		case s.Path == "":
+			return fmt.Errorf("qemu: 9p share %d has no path", i)
+		case s.Tag == "" || len(s.Tag) > MaxTag9P:
+			return fmt.Errorf("qemu: 9p share %s: tag %q: want 1 to %d bytes", s.Path, s.Tag, MaxTag9P)
 		}
 	}
 	if c.AgentSocket != "" {

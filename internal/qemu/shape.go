@@ -184,6 +184,9 @@ func (c Config) deviceArgs(arch string) []string {
 	if c.Net {
 		a = append(a, "-netdev", "user,id=net0", "-device", dev("net")+",netdev=net0")
 	}
+	for i, s := range c.Shares9P {
+		a = append(a, s.args(i, dev("9p"))...)
+	}
 	return a
 }
 

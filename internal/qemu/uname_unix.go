@@ -2,7 +2,12 @@
 
 package qemu
 
-import "golang.org/x/sys/unix"
+import (
+	"os/user"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
 
 // hostKernelRelease is the host's kernel release (uname -r).
 func hostKernelRelease() string {
@@ -11,4 +16,18 @@ func hostKernelRelease() string {
 		return "unknown"
 	}
 	return unix.ByteSliceToString(u.Release[:])
+}
+
+// fileGroup is the name (or the number) of the group that owns path, or
+// "" if it cannot be told.
+func fileGroup(path string) string {
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil {
+		return ""
+	}
+	gid := strconv.FormatUint(uint64(st.Gid), 10)
+	if g, err := user.LookupGroupId(gid); err == nil {
+		return g.Name
+	}
+	return gid
 }
