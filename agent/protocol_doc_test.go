@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/supermachine-go/supermachine-kernel/agent/protocol"
 )
 
 // PROTOCOL.md states the client's handshake cadence and keepalive; these
@@ -20,6 +22,8 @@ func TestProtocolDocMatchesClient(t *testing.T) {
 	for _, want := range []string{
 		fmt.Sprintf("The reference client waits %d ms before its first resend, then doubles the wait up to %d ms",
 			handshakeRetry.Initial/time.Millisecond, handshakeRetry.Max/time.Millisecond),
+		fmt.Sprintf("The reference server pings every 30 s on connection transports and every %d s on serial streams",
+			protocol.SerialKeepAlive/time.Second),
 		fmt.Sprintf("The reference client pings every %d s by default and declares the session dead when a ping is unanswered within %d s",
 			DefaultKeepAlive/time.Second, KeepAliveTimeout/time.Second),
 	} {

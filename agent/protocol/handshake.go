@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // Version is the protocol version this package speaks. Both peers send it in
@@ -174,3 +175,8 @@ func ScanHello(r io.Reader, maxSkip int) (Hello, int, error) {
 		return h, skipped, nil
 	}
 }
+
+// SerialKeepAlive is how often each side pings a session on a serial
+// stream (a virtio-serial port), where no connection close tells a side
+// that the other went away. Connection transports use yamux's default.
+const SerialKeepAlive = 5 * time.Second

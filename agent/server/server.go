@@ -136,7 +136,7 @@ func (s *Server) yamuxConfig(stream bool) *yamux.Config {
 	if stream {
 		// A host that vanished from a serial port is noticed by the
 		// keepalive: ping every 5 s, give up after 10 s without answer.
-		c.KeepAliveInterval = 5 * time.Second
+		c.KeepAliveInterval = protocol.SerialKeepAlive
 		c.ConnectionWriteTimeout = 10 * time.Second
 	}
 	return c

@@ -19,6 +19,7 @@ import (
 	"github.com/digitalocean/go-qemu/qmp"
 
 	"github.com/supermachine-go/supermachine-kernel/agent"
+	"github.com/supermachine-go/supermachine-kernel/agent/protocol"
 	"github.com/supermachine-go/supermachine-kernel/internal/lifetime"
 	"github.com/supermachine-go/supermachine-kernel/internal/poll"
 	"github.com/supermachine-go/supermachine-kernel/internal/tail"
@@ -503,7 +504,10 @@ func (vm *VM) ConnectAgent(ctx context.Context) (*agent.Client, error) {
 					}
 				}
 			}()
-			cl, clErr = agent.NewClient(actx, conn)
+			// The agent socket is a virtio-serial port: ping as often as
+			// the agent does on serial streams, so that each side notices
+			// the other's loss as soon as the other does.
+			cl, clErr = agent.NewClient(actx, conn, agent.WithKeepAlive(protocol.SerialKeepAlive))
 			close(done)
 			if clErr == nil {
 				acancel() // it bounded only the handshake
