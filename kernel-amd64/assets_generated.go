@@ -83,11 +83,11 @@ const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
 	AgentSize = 3178622
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "37fecad176e5097cb27d5c1201a4d6f71fbace4c49746f5a3088d8a09c1afe62"
+	AgentSHA256 = "1ef65549cf1c21c1bf0f43d2d5384fa02c5efd8e980ad19577b87296f902f8f2"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 1082148
+	AgentXZSize = 1082452
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "74761f65eab23e61568b5f2b3bb618d721a620e169c11e03f320c995ead18101"
+	AgentXZSHA256 = "14073800f29c2d3e58762eee48c24723335d2dff3de2acb5f6d3662fc9bce328"
 	// AgentVersion is the version.
 	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.

@@ -73,11 +73,11 @@ const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
 	AgentSize = 3145854
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "0261b35c96ace373502c9501424f83734a5cb15137dad9e20755d45c3ebd810e"
+	AgentSHA256 = "a79e51e219a8b977fb3eaee1418397ebe1b9f7f0ec80ebbf4e154ab8410a99a8"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 921656
+	AgentXZSize = 923652
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "1e5f8d096afea3bfcf9eef68ed520a5c2e35e8bf4a3f51b4df2ff16f09ff672b"
+	AgentXZSHA256 = "af32c287ca4b5f26e1136f6631963ab2eadda23fdc7ec5995295214f05d2413e"
 	// AgentVersion is the version.
 	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.
