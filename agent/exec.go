@@ -470,7 +470,11 @@ func (cmd *Cmd) copyStdin() {
 			}
 		}
 		if rerr != nil {
-			if rerr != io.EOF {
+			// A StdinPipe read end fails with io.ErrClosedPipe only
+			// because Wait closed it: that is the end of input, not an
+			// error of the caller's.
+			closedByWait := cmd.stdinPipe != nil && errors.Is(rerr, io.ErrClosedPipe)
+			if rerr != io.EOF && !closedByWait {
 				cmd.mu.Lock()
 				if cmd.copyErr == nil {
 					cmd.copyErr = rerr
