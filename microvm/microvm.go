@@ -127,8 +127,9 @@ type Disk struct {
 	Format   string // raw (default) or qcow2
 }
 
-// Share is a host directory shown in the guest at GuestPath over virtio
-// 9p. It is read-only unless Writable.
+// Share is a host directory shown in the guest at GuestPath, over
+// Config.Sharing. It is read-only unless Writable, and the host enforces
+// it.
 type Share struct {
 	HostDir   string // an existing directory
 	GuestPath string // absolute; created over the root if missing
@@ -158,9 +159,14 @@ type Config struct {
 	// Root is the root filesystem: empty for the bundled busybox root,
 	// the path of a squashfs or ext4 image (or block device), or a host
 	// directory, packed into a temporary squashfs image at Start (which
-	// needs mksquashfs). The root is attached read-only under a
+	// needs mksquashfs) unless ShareRoot. The root is read-only under a
 	// writable overlay (see Initramfs).
 	Root string
+	// ShareRoot shows Root, a host directory, to the guest as it is,
+	// over Sharing, instead of packing it into an image: nothing to
+	// pack, and the guest sees the host's changes. The host side is
+	// read-only; the guest's writes go to the overlay.
+	ShareRoot bool
 	// Initramfs are the settings of the agent init: extra mounts, agent
 	// arguments, the overlay's tmpfs size or an upper device, rescue.
 	// Root (the root image's device, default /dev/vda) and RootFSType
@@ -170,6 +176,9 @@ type Config struct {
 	Disks []Disk
 	// Shares are host directories shown in the guest.
 	Shares []Share
+	// Sharing is how Shares and a shared Root reach the guest; default
+	// Sharing9P.
+	Sharing Sharing
 	// Net adds a network device with user-mode networking (NAT).
 	Net bool
 	// DTB is a device tree to give the guest (ShapeVirtualization).
@@ -268,7 +277,8 @@ func start(ctx context.Context, c Config, eng engine) (vm *VM, err error) {
 	m := machine{
 		arch: c.Arch, shape: c.Shape, accel: c.Accel, memoryMiB: c.MemoryMiB, cpus: c.CPUs,
 		append: c.Append, net: c.Net, dtb: c.DTB, console: c.Console, vmmOutput: c.QEMUOutput,
-		progress: c.Progress, deadlines: c.Deadlines, consoleInput: c.ConsoleInput, trace: c.VMMCommand, agentSocket: sock, dir: dir, shares: c.Shares,
+		progress: c.Progress, deadlines: c.Deadlines, consoleInput: c.ConsoleInput, trace: c.VMMCommand, agentSocket: sock, dir: dir,
+		sharing: c.Sharing,
 	}
 	progress := func(format string, a ...any) {
 		if c.Progress != nil {
@@ -281,26 +291,35 @@ func start(ctx context.Context, c Config, eng engine) (vm *VM, err error) {
 	} else if m.kernel, m.kernelSHA256, err = assets.Kernel(ctx, c.Shape == ShapeFirecracker); err != nil {
 		return nil, err
 	}
-	root, fsType, err := prepareRoot(ctx, c.Root, dir, assets)
-	if err != nil {
-		return nil, err
-	}
-	m.disks = append(m.disks, Disk{Path: root, ReadOnly: true})
-	m.disks = append(m.disks, c.Disks...)
 	o := initramfs.Options{Settings: c.Initramfs}
-	if o.RootFSType == "" {
-		o.RootFSType = fsType
-	}
-	o.Mounts = slices.Clone(o.Mounts)
-	for i, s := range c.Shares {
-		opts := "trans=virtio,version=9p2000.L,msize=512000"
-		if !s.Writable {
-			opts += ",ro"
+	if c.ShareRoot {
+		m.shares = append(m.shares, hostShare{tag: rootShareTag, hostDir: c.Root})
+		o.Root, o.RootFSType = rootShareTag, c.Sharing.fsType()
+	} else {
+		root, fsType, err := prepareRoot(ctx, c.Root, dir, assets)
+		if err != nil {
+			return nil, err
 		}
-		o.Mounts = append(o.Mounts, initramfs.Mount{Source: shareTag(i), Target: s.GuestPath, FSType: "9p", Options: opts})
+		m.disks = append(m.disks, Disk{Path: root, ReadOnly: true})
+		if o.RootFSType == "" {
+			o.RootFSType = fsType
+		}
+	}
+	m.disks = append(m.disks, c.Disks...)
+	// The shares' mounts go in a per-boot segment, so the cached
+	// initramfs does not depend on them (and any path fits).
+	var perBoot initramfs.Settings
+	for i, s := range c.Shares {
+		m.shares = append(m.shares, hostShare{tag: shareTag(i), hostDir: s.HostDir, writable: s.Writable})
+		perBoot.Mounts = append(perBoot.Mounts, initramfs.Mount{Source: shareTag(i), Target: s.GuestPath, FSType: c.Sharing.fsType(), Options: c.Sharing.mountOptions(s.Writable)})
 	}
 	if m.initrd, err = bootfiles.Initramfs(ctx, o, assets); err != nil {
 		return nil, err
+	}
+	if len(perBoot.Mounts) > 0 {
+		if m.initrd, err = bootfiles.WithSegment(m.initrd, dir, perBoot); err != nil {
+			return nil, err
+		}
 	}
 	inst, cl, err := eng.boot(ctx, m)
 	if err != nil {
@@ -320,9 +339,6 @@ func start(ctx context.Context, c Config, eng engine) (vm *VM, err error) {
 // ForgetAccelVerdicts forgets that the hardware accelerator failed here
 // before, so that the next boot in AccelAuto tries it again.
 func ForgetAccelVerdicts() error { return qemu.ForgetAccelVerdicts("") }
-
-// shareTag is the 9p mount tag of the i-th share.
-func shareTag(i int) string { return fmt.Sprintf("share%d", i) }
 
 // prepareRoot returns the root image and its filesystem type.
 func prepareRoot(ctx context.Context, root, dir string, a bootfiles.Assets) (string, string, error) {
@@ -437,6 +453,7 @@ func (c Config) normalize() (Config, error) {
 	bad := func(field, format string, a ...any) (Config, error) {
 		return c, &ConfigError{Field: field, Err: fmt.Errorf(format, a...)}
 	}
+	var err error
 	if c.Arch == "" {
 		c.Arch = runtime.GOARCH
 	}
@@ -499,6 +516,33 @@ func (c Config) normalize() (Config, error) {
 			}
 		}
 	}
+	switch c.Sharing {
+	case "":
+		c.Sharing = Sharing9P
+	case SharingAuto:
+		c.Sharing = Sharing9P
+		if virtiofsUsable() == nil {
+			c.Sharing = SharingVirtioFS
+		}
+	case Sharing9P:
+	case SharingVirtioFS:
+		if err := virtiofsUsable(); err != nil {
+			return bad("Sharing", "%v", err)
+		}
+	default:
+		return bad("Sharing", "%q: want 9p, virtiofs or auto", c.Sharing)
+	}
+	if c.ShareRoot {
+		if c.Root == "" {
+			return bad("ShareRoot", "no Root: ShareRoot shares Root, a host directory")
+		}
+		if err := shareableDir(c.Root); err != nil {
+			return bad("ShareRoot", "Root: %v", err)
+		}
+		if c.Root, err = absDir(c.Root); err != nil {
+			return bad("Root", "%v", err)
+		}
+	}
 	if _, err := initramfs.Segment(c.Initramfs); err != nil {
 		return bad("Initramfs", "%v", err)
 	}
@@ -518,21 +562,20 @@ func (c Config) normalize() (Config, error) {
 	c.Shares = slices.Clone(c.Shares)
 	for i, s := range c.Shares {
 		f := fmt.Sprintf("Shares[%d]", i)
-		st, err := os.Stat(s.HostDir)
-		switch {
-		case s.HostDir == "":
+		if s.HostDir == "" {
 			return bad(f, "no HostDir")
-		case err != nil:
+		}
+		if err := shareableDir(s.HostDir); err != nil {
 			return bad(f, "HostDir: %v", err)
-		case !st.IsDir():
-			return bad(f, "HostDir %s is not a directory", s.HostDir)
+		}
+		switch {
 		case !filepath.IsAbs(s.GuestPath) || filepath.Clean(s.GuestPath) == "/":
 			return bad(f, "GuestPath %q: want an absolute path below /", s.GuestPath)
 		case targets[filepath.Clean(s.GuestPath)]:
 			return bad(f, "GuestPath %s is shared twice", s.GuestPath)
 		}
 		targets[filepath.Clean(s.GuestPath)] = true
-		if c.Shares[i].HostDir, err = filepath.Abs(s.HostDir); err != nil {
+		if c.Shares[i].HostDir, err = absDir(s.HostDir); err != nil {
 			return bad(f, "HostDir: %v", err)
 		}
 	}

@@ -1,0 +1,27 @@
+//go:build !linux
+
+package microvm
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// HelperEnv is the environment variable that makes a process the helper
+// of a read-only virtio-fs share, on Linux hosts only.
+const HelperEnv = "SUPERMACHINE_MICROVM_HELPER"
+
+// errVirtioFS: virtiofsd and its read-only views are Linux's.
+var errVirtioFS = errors.New("virtio-fs shares need a Linux host (virtiofsd); Sharing9P works here")
+
+func virtiofsUsable() error { return errVirtioFS }
+
+type virtiofsds struct{}
+
+func startVirtiofsds(context.Context, string, []hostShare, io.Writer) (*virtiofsds, []string, error) {
+	return nil, nil, errVirtioFS
+}
+
+func (*virtiofsds) messages() string { return "" }
+func (*virtiofsds) stop()            {}
