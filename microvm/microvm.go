@@ -9,11 +9,12 @@
 // A Config describes the machine (arch, memory, CPUs, machine shape,
 // accelerator policy), the kernel (the bundled one by default), the root
 // filesystem (a tiny busybox root by default, or a squashfs or ext4
-// image, or a host directory packed as squashfs), the initramfs settings
-// of the agent init, extra disks, host directories shared with the guest
-// (virtio 9p, read-only or writable), the network, and where the guest
-// console and the VMM's messages go. Every field is checked before
-// anything starts; a bad one gives an error that names it.
+// image, or a host directory, packed as squashfs or shared as it is),
+// the initramfs settings of the agent init, extra disks, host
+// directories shared with the guest (read-only or writable), the
+// network, and where the guest console and the VMM's messages go. Every
+// field is checked before anything starts; a bad one gives an error that
+// names it.
 //
 // Start boots under the hardware accelerator when the host has one and
 // falls back to software emulation (TCG) in the same call if the
@@ -30,6 +31,30 @@
 // VMM process dies with the VM (and with this process, on Linux), and its
 // sockets and temporary directory are removed once it has exited.
 //
+// # Sharing host directories
+//
+// Shares, and Root with ShareRoot, reach the guest over virtio 9p
+// (Sharing9P, the default: QEMU serves the files itself, as this
+// process's user, with no privilege) or virtio-fs (SharingVirtioFS: one
+// virtiofsd per share; file handles work and owners are kept; it needs
+// root on a Linux host). The host enforces a read-only share: 9p through
+// QEMU's read-only export, virtio-fs through a read-only view of the
+// directory in a mount namespace of its own, which virtiofsd then
+// serves. The guest mounts the shares from a per-boot initramfs
+// segment, so that any path works and the cached initramfs stays one.
+//
+// # The helper process
+//
+// The read-only view of a virtio-fs share is made by a helper process:
+// Start runs this program's own executable (os.Executable) again with
+// the environment variable HelperEnv set; this package's init function
+// sees it, unshares a mount namespace, binds the directory read-only and
+// execs virtiofsd, so the helper never reaches the program's main and
+// no setup is needed. Init functions that Go runs before this package's
+// run in the helper too, so they should have no side effects. The
+// helper, like virtiofsd and QEMU, dies with the VM and with this
+// process.
+//
 // # Arches
 //
 // A program links the guest assets of its own arch (through the kernel
@@ -43,12 +68,13 @@
 // Virtualization.framework. The package talks to it through one
 // unexported interface, engine, whose boot method takes an
 // engine-neutral machine description (kernel and initramfs paths, kernel
-// command-line words, memory, CPUs, disks, shares, network, the agent's
-// Unix socket path, writers and deadlines) and returns a running
-// instance (accelerator used, fallback reason, start time, exit, kill)
-// with a connected agent client. Another VMM (Firecracker, Cloud
-// Hypervisor) is added by implementing that interface; Config, VM and
-// the errors do not change.
+// command-line words, memory, CPUs, disks, shares by tag and their
+// transport, network, the agent's Unix socket path, writers and
+// deadlines) and returns a running instance (accelerator used, fallback
+// reason, start time, exit, kill) with a connected agent client. The
+// virtiofsd daemons are vhost-user back ends that Cloud Hypervisor takes
+// as QEMU does. Another VMM (Firecracker, Cloud Hypervisor) is added by
+// implementing that interface; Config, VM and the errors do not change.
 package microvm
 
 import (
@@ -306,9 +332,10 @@ func start(ctx context.Context, c Config, eng engine) (vm *VM, err error) {
 		}
 	}
 	m.disks = append(m.disks, c.Disks...)
-	// The shares' mounts go in a per-boot segment, so the cached
-	// initramfs does not depend on them (and any path fits).
-	var perBoot initramfs.Settings
+	// The mounts go in a per-boot segment, so that the cached initramfs
+	// does not depend on them (one cache entry per set of paths).
+	perBoot := initramfs.Settings{Mounts: slices.Clone(o.Mounts)}
+	o.Mounts = nil
 	for i, s := range c.Shares {
 		m.shares = append(m.shares, hostShare{tag: shareTag(i), hostDir: s.HostDir, writable: s.Writable})
 		perBoot.Mounts = append(perBoot.Mounts, initramfs.Mount{Source: shareTag(i), Target: s.GuestPath, FSType: c.Sharing.fsType(), Options: c.Sharing.mountOptions(s.Writable)})
@@ -502,7 +529,18 @@ func (c Config) normalize() (Config, error) {
 			return bad(fmt.Sprintf("Append[%d]", i), "%q: want one non-empty word", w)
 		}
 	}
-	if c.Root != "" {
+	if c.ShareRoot {
+		if c.Root == "" {
+			return bad("ShareRoot", "no Root: ShareRoot shares Root, a host directory")
+		}
+		if err := shareableDir(c.Root); err != nil {
+			return bad("ShareRoot", "Root: %v", err)
+		}
+		if c.Root, err = absDir(c.Root); err != nil {
+			return bad("Root", "%v", err)
+		}
+	}
+	if c.Root != "" && !c.ShareRoot {
 		st, err := os.Stat(c.Root)
 		if err != nil {
 			return bad("Root", "%w", err)
@@ -531,17 +569,6 @@ func (c Config) normalize() (Config, error) {
 		}
 	default:
 		return bad("Sharing", "%q: want 9p, virtiofs or auto", c.Sharing)
-	}
-	if c.ShareRoot {
-		if c.Root == "" {
-			return bad("ShareRoot", "no Root: ShareRoot shares Root, a host directory")
-		}
-		if err := shareableDir(c.Root); err != nil {
-			return bad("ShareRoot", "Root: %v", err)
-		}
-		if c.Root, err = absDir(c.Root); err != nil {
-			return bad("Root", "%v", err)
-		}
 	}
 	if _, err := initramfs.Segment(c.Initramfs); err != nil {
 		return bad("Initramfs", "%v", err)
