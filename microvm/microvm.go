@@ -283,6 +283,7 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 }
 
 func start(ctx context.Context, c Config, eng engine) (vm *VM, err error) {
+	sweepOnceBestEffort()
 	assets, err := bootfiles.For(c.Arch)
 	if err != nil {
 		return nil, &ConfigError{Field: "Arch", Err: err}
@@ -297,8 +298,15 @@ func start(ctx context.Context, c Config, eng engine) (vm *VM, err error) {
 		}
 	}()
 	sock := filepath.Join(dir, "agent.sock")
-	if len(sock) > qemu.MaxSocketPath {
-		return nil, fmt.Errorf("microvm: TMPDIR %s is too long for the agent's Unix socket %s (at most %d bytes): set TMPDIR to a shorter directory", os.TempDir(), sock, qemu.MaxSocketPath)
+	sockets := []string{sock}
+	if c.Sharing == SharingVirtioFS {
+		// The longest of the daemons' sockets.
+		sockets = append(sockets, virtiofsdSocket(dir, shareTag(len(c.Shares))))
+	}
+	for _, p := range sockets {
+		if len(p) > qemu.MaxSocketPath {
+			return nil, fmt.Errorf("microvm: TMPDIR %s is too long for the Unix socket %s (at most %d bytes): set TMPDIR to a shorter directory", os.TempDir(), p, qemu.MaxSocketPath)
+		}
 	}
 	m := machine{
 		arch: c.Arch, shape: c.Shape, accel: c.Accel, memoryMiB: c.MemoryMiB, cpus: c.CPUs,
@@ -534,7 +542,7 @@ func (c Config) normalize() (Config, error) {
 			return bad("ShareRoot", "no Root: ShareRoot shares Root, a host directory")
 		}
 		if err := shareableDir(c.Root); err != nil {
-			return bad("ShareRoot", "Root: %v", err)
+			return bad("ShareRoot", "%w", err) // it names the directory
 		}
 		if c.Root, err = absDir(c.Root); err != nil {
 			return bad("Root", "%v", err)
@@ -593,7 +601,7 @@ func (c Config) normalize() (Config, error) {
 			return bad(f, "no HostDir")
 		}
 		if err := shareableDir(s.HostDir); err != nil {
-			return bad(f, "HostDir: %v", err)
+			return bad(f, "%w", err) // it names the directory
 		}
 		switch {
 		case !filepath.IsAbs(s.GuestPath) || filepath.Clean(s.GuestPath) == "/":

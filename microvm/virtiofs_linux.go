@@ -142,7 +142,7 @@ func startVirtiofsds(ctx context.Context, dir string, shares []hostShare, out io
 	d := &virtiofsds{out: tail.New(virtiofsdLines, out)}
 	var sockets []string
 	for _, s := range shares {
-		socket := filepath.Join(dir, "virtiofsd-"+s.tag+".sock")
+		socket := virtiofsdSocket(dir, s.tag)
 		var cmd *exec.Cmd
 		if s.writable {
 			argv := virtiofsdArgs(bin, socket, s.hostDir)
@@ -193,6 +193,11 @@ func startVirtiofsds(ctx context.Context, dir string, shares []hostShare, out io
 		return nil, nil, err
 	}
 	return d, sockets, nil
+}
+
+// virtiofsdSocket is the socket of the daemon of the share tagged tag.
+func virtiofsdSocket(dir, tag string) string {
+	return filepath.Join(dir, "virtiofsd-"+tag+".sock")
 }
 
 // messages are the daemons' last lines, for an error report.

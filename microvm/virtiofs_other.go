@@ -23,5 +23,7 @@ func startVirtiofsds(context.Context, string, []hostShare, io.Writer) (*virtiofs
 	return nil, nil, errVirtioFS
 }
 
+func virtiofsdSocket(dir, tag string) string { return dir + "/virtiofsd-" + tag + ".sock" }
+
 func (*virtiofsds) messages() string { return "" }
 func (*virtiofsds) stop()            {}

@@ -30,7 +30,7 @@ import (
 
 	"github.com/supermachine-go/supermachine-kernel/agent"
 	"github.com/supermachine-go/supermachine-kernel/internal/lifetime"
-	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
+	"github.com/supermachine-go/supermachine-kernel/microvm"
 )
 
 const usage = `supermachine-kernel: the bundled microVM guest assets (kernel, busybox, agent)
@@ -77,7 +77,7 @@ func main() {
 	// What earlier runs killed with SIGKILL left: their temporary
 	// directories and, where no parent-death signal exists, their QEMUs.
 	// Best effort: what cannot be removed now is tried again next time.
-	lifetime.Sweep(qemu.QuitLeftover)
+	microvm.Sweep()
 	// The CLI ends (and tears down) when the program that started it
 	// dies. Best effort too: without it a SIGKILL of the parent leaves
 	// the CLI running until it ends on its own.

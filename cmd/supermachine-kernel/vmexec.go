@@ -19,7 +19,6 @@ import (
 
 	"github.com/supermachine-go/supermachine-kernel/agent"
 	archfacts "github.com/supermachine-go/supermachine-kernel/internal/arch"
-	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
 	"github.com/supermachine-go/supermachine-kernel/microvm"
 )
 
@@ -59,8 +58,8 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	mem := fs.Int("mem", cmp.Or(cfg.Memory, 1024), fmt.Sprintf("guest memory in MiB (amd64: %d to %d; arm64: %d to %d)",
-		qemu.LimitsFor("amd64").MinMemoryMiB, qemu.LimitsFor("amd64").MaxMemoryMiB, qemu.LimitsFor("arm64").MinMemoryMiB, qemu.LimitsFor("arm64").MaxMemoryMiB))
-	cpus := fs.Int("cpus", cmp.Or(cfg.CPUs, min(2, runtime.NumCPU())), fmt.Sprintf("virtual CPUs (amd64: 1 to %d; arm64: 1 to %d)", qemu.LimitsFor("amd64").MaxCPUs, qemu.LimitsFor("arm64").MaxCPUs))
+		microvm.LimitsFor("amd64").MinMemoryMiB, microvm.LimitsFor("amd64").MaxMemoryMiB, microvm.LimitsFor("arm64").MinMemoryMiB, microvm.LimitsFor("arm64").MaxMemoryMiB))
+	cpus := fs.Int("cpus", cmp.Or(cfg.CPUs, min(2, runtime.NumCPU())), fmt.Sprintf("virtual CPUs (amd64: 1 to %d; arm64: 1 to %d)", microvm.LimitsFor("amd64").MaxCPUs, microvm.LimitsFor("arm64").MaxCPUs))
 	kvm := fs.String("kvm", cmp.Or(cfg.KVM, "auto"), "accelerator: auto, on, off (see boot -h)")
 	kernelFlag := fs.String("kernel", cfg.Kernel, "boot this kernel image instead of the bundled one (it must have virtio-mmio, virtio-fs, overlayfs and the serial console built in)")
 	appendArgs := fs.String("append", strings.Join(cfg.Append, " "), "extra kernel command line parameters")
