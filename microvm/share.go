@@ -30,6 +30,14 @@ const (
 	SharingAuto Sharing = "auto"
 )
 
+// HelperEnv is the environment variable that makes a process the helper
+// of a read-only virtio-fs share (Linux): Start runs this program's own
+// executable (os.Executable) again with it set, and this package's init
+// function then sets up the view and execs virtiofsd on it, so the
+// helper never reaches main. A program that imports this package needs
+// nothing else for it.
+const HelperEnv = "SUPERMACHINE_MICROVM_HELPER"
+
 // rootShareTag is the mount tag of a shared root (Config.ShareRoot).
 const rootShareTag = "supermachine-root"
 

@@ -20,14 +20,6 @@ import (
 	"github.com/supermachine-go/supermachine-kernel/internal/tail"
 )
 
-// HelperEnv is the environment variable that makes a process the helper
-// of a read-only virtio-fs share: Start runs this program's own
-// executable (os.Executable) again with it set, and this package's init
-// function then sets up the view and execs virtiofsd on it, so the
-// helper never reaches main. A program that imports this package needs
-// nothing else for it.
-const HelperEnv = "SUPERMACHINE_MICROVM_HELPER"
-
 // helperReadOnlyView is HelperEnv's value for the read-only view.
 const helperReadOnlyView = "virtiofsd-readonly-view"
 

@@ -8,10 +8,6 @@ import (
 	"io"
 )
 
-// HelperEnv is the environment variable that makes a process the helper
-// of a read-only virtio-fs share, on Linux hosts only.
-const HelperEnv = "SUPERMACHINE_MICROVM_HELPER"
-
 // errVirtioFS: virtiofsd and its read-only views are Linux's.
 var errVirtioFS = errors.New("virtio-fs shares need a Linux host (virtiofsd); Sharing9P works here")
 
