@@ -46,6 +46,9 @@ func TestConfigErrors(t *testing.T) {
 		{"Shares[0]", Config{Shares: []Share{{HostDir: dir, GuestPath: "/"}}}},
 		{"Shares[1]", Config{Shares: []Share{{HostDir: dir, GuestPath: "/x"}, {HostDir: dir, GuestPath: "/x/"}}}},
 		{"DTB", Config{DTB: filepath.Join(dir, "missing")}},
+		{"Sharing", Config{Sharing: "nfs"}},
+		{"ShareRoot", Config{ShareRoot: true}},
+		{"ShareRoot", Config{ShareRoot: true, Root: file}},
 	} {
 		_, err := Start(context.Background(), tc.c)
 		var ce *ConfigError
@@ -63,6 +66,26 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	if c.MemoryMiB != 256 || c.CPUs != 1 || c.Accel != AccelAuto || c.Arch == "" || c.Shape != ShapeMMIO {
 		t.Errorf("defaults: %+v", c)
+	}
+}
+
+// TestSharingAuto checks that auto means virtio-fs exactly when this
+// process may use it, and that virtio-fs is refused, saying why, when it
+// may not.
+func TestSharingAuto(t *testing.T) {
+	c, err := Config{Sharing: SharingAuto}.normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	usable := virtiofsUsable()
+	if want := map[bool]Sharing{true: SharingVirtioFS, false: Sharing9P}[usable == nil]; c.Sharing != want {
+		t.Errorf("auto became %s; want %s (virtio-fs usable: %v)", c.Sharing, want, usable)
+	}
+	if _, err := (Config{Sharing: SharingVirtioFS}).normalize(); usable != nil && !errors.Is(err, ErrBadConfig) {
+		t.Errorf("virtio-fs where it cannot work: %v; want a ConfigError", err)
+	}
+	if c, _ := (Config{}).normalize(); c.Sharing != Sharing9P {
+		t.Errorf("default sharing %s; want 9p", c.Sharing)
 	}
 }
 

@@ -129,30 +129,41 @@ func TestConsumer(t *testing.T) {
 	if err := rootfs.Squashfs(t.Context(), tree, img, "zstd"); err != nil {
 		t.Fatal(err)
 	}
-	for _, accel := range []string{"auto", "off"} {
-		t.Run("accel="+accel, func(t *testing.T) {
+	runs := []struct{ accel, sharing string }{{"auto", "9p"}, {"off", "9p"}}
+	if os.Geteuid() == 0 {
+		// virtio-fs, whose read-only share re-runs the consumer as its
+		// helper.
+		runs = append(runs, struct{ accel, sharing string }{"off", "virtiofs"})
+	} else {
+		t.Log("not root: the virtio-fs run is left out (virtiofsd needs root)")
+	}
+	for _, run := range runs {
+		t.Run("accel="+run.accel+",sharing="+run.sharing, func(t *testing.T) {
 			share := t.TempDir()
 			if err := os.WriteFile(filepath.Join(share, "in"), []byte("from the host\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, filepath.Join(dir, "vm.bin"), img, share, accel)
+			cmd := exec.CommandContext(ctx, filepath.Join(dir, "vm.bin"), img, share, run.accel, run.sharing)
 			out, err := cmd.CombinedOutput()
 			if err != nil {
 				t.Fatalf("consumer: %v\n%s", err, out)
 			}
 			t.Logf("consumer printed:\n%s", out)
-			for _, want := range []string{"command: from the host\n", "file: from the squashfs root\n", "closed\n"} {
+			for _, want := range []string{"command: from the host\nread-only\n", "file: from the squashfs root\n", "closed\n"} {
 				if !strings.Contains(string(out), want) {
 					t.Errorf("consumer output lacks %q", want)
 				}
 			}
-			if accel == "off" && !strings.Contains(string(out), "accel: tcg ") {
+			if run.accel == "off" && !strings.Contains(string(out), "accel: tcg ") {
 				t.Errorf("accelerator off, yet the consumer did not run under TCG")
 			}
 			if b, err := os.ReadFile(filepath.Join(share, "out")); err != nil || string(b) != "from the guest\n" {
 				t.Errorf("the guest's write to the share: %q, %v", b, err)
+			}
+			if _, err := os.Stat(filepath.Join(share, "nope")); err == nil {
+				t.Errorf("the guest wrote through the read-only share")
 			}
 		})
 	}
@@ -179,21 +190,25 @@ import (
 	"github.com/supermachine-go/supermachine-kernel/microvm"
 )
 
-// usage: vm ROOT.squashfs SHAREDIR auto|on|off
+// usage: vm ROOT.squashfs SHAREDIR auto|on|off 9p|virtiofs
 func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	vm, err := microvm.Start(ctx, microvm.Config{
-		Root:   os.Args[1],
-		Shares: []microvm.Share{{HostDir: os.Args[2], GuestPath: "/mnt/host", Writable: true}},
-		Accel:  microvm.Accel(os.Args[3]),
+		Root: os.Args[1],
+		Shares: []microvm.Share{
+			{HostDir: os.Args[2], GuestPath: "/mnt/host", Writable: true},
+			{HostDir: os.Args[2], GuestPath: "/mnt/ro"},
+		},
+		Accel:   microvm.Accel(os.Args[3]),
+		Sharing: microvm.Sharing(os.Args[4]),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	fmt.Printf("accel: %%s fellback=%%q ready=%%s\n", vm.Accel(), vm.FellBack(), vm.ReadyAfter())
-	out, err := vm.Command(ctx, "sh", "-c", "cat /mnt/host/in; echo from the guest > /mnt/host/out").Output()
+	out, err := vm.Command(ctx, "sh", "-c", "cat /mnt/host/in; echo from the guest > /mnt/host/out; echo x > /mnt/ro/nope 2>/dev/null || echo read-only").Output()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "command:", err)
 		os.Exit(1)

@@ -31,8 +31,9 @@ type machine struct {
 	append       []string
 	memoryMiB    int
 	cpus         int
-	disks        []Disk // the root image first
-	shares       []Share
+	disks        []Disk      // the root image first, unless the root is shared
+	shares       []hostShare // the shared root first, if any
+	sharing      Sharing     // 9p or virtiofs
 	net          bool
 	dtb          string
 	agentSocket  string // the Unix socket the agent's channel is served on
@@ -70,27 +71,57 @@ func (qemuEngine) boot(ctx context.Context, m machine) (instance, *agent.Client,
 	for _, d := range m.disks {
 		c.Disks = append(c.Disks, qemu.Disk{Path: d.Path, ReadOnly: d.ReadOnly, Format: d.Format})
 	}
-	dev := "virtio-9p-device"
-	if m.shape == ShapePCI || m.shape == ShapeVirtualization {
-		dev = "virtio-9p-pci"
-	}
-	for i, s := range m.shares {
-		id := fmt.Sprintf("fs%d", i)
-		fsdev := "local,id=" + id + ",path=" + qemu.OptValue(s.HostDir) + ",security_model=none"
-		if !s.Writable {
-			fsdev += ",readonly=on"
+	var daemons *virtiofsds
+	switch m.sharing {
+	case Sharing9P:
+		for _, s := range m.shares {
+			c.Shares9P = append(c.Shares9P, qemu.Share9P{Tag: s.tag, Path: s.hostDir, ReadOnly: !s.writable})
 		}
-		c.ExtraArgs = append(c.ExtraArgs, "-fsdev", fsdev, "-device", dev+",fsdev="+id+",mount_tag="+shareTag(i))
+	case SharingVirtioFS:
+		if len(m.shares) == 0 {
+			break
+		}
+		if m.progress != nil {
+			m.progress(fmt.Sprintf("starting virtiofsd for %d shared directories", len(m.shares)))
+		}
+		var sockets []string
+		var err error
+		if daemons, sockets, err = startVirtiofsds(ctx, m.dir, m.shares, m.vmmOutput); err != nil {
+			return nil, nil, err
+		}
+		for i, s := range m.shares {
+			c.VirtioFS = append(c.VirtioFS, qemu.VirtioFS{Tag: s.tag, Socket: sockets[i]})
+		}
 	}
 	if m.shape == ShapeVirtualization && c.DTB == "" {
 		c.DTB = filepath.Join(m.dir, "virt-no-uart.dtb")
 		if err := qemu.NoUARTDeviceTree(ctx, c, c.DTB); err != nil {
+			daemons.stop()
 			return nil, nil, err
 		}
 	}
 	vm, cl, err := qemu.Boot(ctx, c)
 	if err != nil {
-		return nil, nil, err
+		daemons.stop()
+		return nil, nil, fmt.Errorf("%w%s", err, daemons.messages())
 	}
-	return vm, cl, nil
+	if daemons == nil {
+		return vm, cl, nil
+	}
+	w := &withDaemons{instance: vm, done: make(chan struct{})}
+	go func() {
+		<-vm.Done()
+		daemons.stop()
+		close(w.done)
+	}()
+	return w, cl, nil
 }
+
+// withDaemons is a QEMU instance with the virtiofsd daemons that serve
+// it, which end when it does.
+type withDaemons struct {
+	instance
+	done chan struct{} // closed once QEMU and the daemons have exited
+}
+
+func (w *withDaemons) Done() <-chan struct{} { return w.done }

@@ -9,11 +9,12 @@
 // A Config describes the machine (arch, memory, CPUs, machine shape,
 // accelerator policy), the kernel (the bundled one by default), the root
 // filesystem (a tiny busybox root by default, or a squashfs or ext4
-// image, or a host directory packed as squashfs), the initramfs settings
-// of the agent init, extra disks, host directories shared with the guest
-// (virtio 9p, read-only or writable), the network, and where the guest
-// console and the VMM's messages go. Every field is checked before
-// anything starts; a bad one gives an error that names it.
+// image, or a host directory, packed as squashfs or shared as it is),
+// the initramfs settings of the agent init, extra disks, host
+// directories shared with the guest (read-only or writable), the
+// network, and where the guest console and the VMM's messages go. Every
+// field is checked before anything starts; a bad one gives an error that
+// names it.
 //
 // Start boots under the hardware accelerator when the host has one and
 // falls back to software emulation (TCG) in the same call if the
@@ -30,6 +31,30 @@
 // VMM process dies with the VM (and with this process, on Linux), and its
 // sockets and temporary directory are removed once it has exited.
 //
+// # Sharing host directories
+//
+// Shares, and Root with ShareRoot, reach the guest over virtio 9p
+// (Sharing9P, the default: QEMU serves the files itself, as this
+// process's user, with no privilege) or virtio-fs (SharingVirtioFS: one
+// virtiofsd per share; file handles work and owners are kept; it needs
+// root on a Linux host). The host enforces a read-only share: 9p through
+// QEMU's read-only export, virtio-fs through a read-only view of the
+// directory in a mount namespace of its own, which virtiofsd then
+// serves. The guest mounts the shares from a per-boot initramfs
+// segment, so that any path works and the cached initramfs stays one.
+//
+// # The helper process
+//
+// The read-only view of a virtio-fs share is made by a helper process:
+// Start runs this program's own executable (os.Executable) again with
+// the environment variable HelperEnv set; this package's init function
+// sees it, unshares a mount namespace, binds the directory read-only and
+// execs virtiofsd, so the helper never reaches the program's main and
+// no setup is needed. Init functions that Go runs before this package's
+// run in the helper too, so they should have no side effects. The
+// helper, like virtiofsd and QEMU, dies with the VM and with this
+// process.
+//
 // # Arches
 //
 // A program links the guest assets of its own arch (through the kernel
@@ -43,12 +68,13 @@
 // Virtualization.framework. The package talks to it through one
 // unexported interface, engine, whose boot method takes an
 // engine-neutral machine description (kernel and initramfs paths, kernel
-// command-line words, memory, CPUs, disks, shares, network, the agent's
-// Unix socket path, writers and deadlines) and returns a running
-// instance (accelerator used, fallback reason, start time, exit, kill)
-// with a connected agent client. Another VMM (Firecracker, Cloud
-// Hypervisor) is added by implementing that interface; Config, VM and
-// the errors do not change.
+// command-line words, memory, CPUs, disks, shares by tag and their
+// transport, network, the agent's Unix socket path, writers and
+// deadlines) and returns a running instance (accelerator used, fallback
+// reason, start time, exit, kill) with a connected agent client. The
+// virtiofsd daemons are vhost-user back ends that Cloud Hypervisor takes
+// as QEMU does. Another VMM (Firecracker, Cloud Hypervisor) is added by
+// implementing that interface; Config, VM and the errors do not change.
 package microvm
 
 import (
@@ -127,8 +153,9 @@ type Disk struct {
 	Format   string // raw (default) or qcow2
 }
 
-// Share is a host directory shown in the guest at GuestPath over virtio
-// 9p. It is read-only unless Writable.
+// Share is a host directory shown in the guest at GuestPath, over
+// Config.Sharing. It is read-only unless Writable, and the host enforces
+// it.
 type Share struct {
 	HostDir   string // an existing directory
 	GuestPath string // absolute; created over the root if missing
@@ -158,9 +185,14 @@ type Config struct {
 	// Root is the root filesystem: empty for the bundled busybox root,
 	// the path of a squashfs or ext4 image (or block device), or a host
 	// directory, packed into a temporary squashfs image at Start (which
-	// needs mksquashfs). The root is attached read-only under a
+	// needs mksquashfs) unless ShareRoot. The root is read-only under a
 	// writable overlay (see Initramfs).
 	Root string
+	// ShareRoot shows Root, a host directory, to the guest as it is,
+	// over Sharing, instead of packing it into an image: nothing to
+	// pack, and the guest sees the host's changes. The host side is
+	// read-only; the guest's writes go to the overlay.
+	ShareRoot bool
 	// Initramfs are the settings of the agent init: extra mounts, agent
 	// arguments, the overlay's tmpfs size or an upper device, rescue.
 	// Root (the root image's device, default /dev/vda) and RootFSType
@@ -170,6 +202,9 @@ type Config struct {
 	Disks []Disk
 	// Shares are host directories shown in the guest.
 	Shares []Share
+	// Sharing is how Shares and a shared Root reach the guest; default
+	// Sharing9P.
+	Sharing Sharing
 	// Net adds a network device with user-mode networking (NAT).
 	Net bool
 	// DTB is a device tree to give the guest (ShapeVirtualization).
@@ -248,6 +283,7 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 }
 
 func start(ctx context.Context, c Config, eng engine) (vm *VM, err error) {
+	sweepOnceBestEffort()
 	assets, err := bootfiles.For(c.Arch)
 	if err != nil {
 		return nil, &ConfigError{Field: "Arch", Err: err}
@@ -262,13 +298,21 @@ func start(ctx context.Context, c Config, eng engine) (vm *VM, err error) {
 		}
 	}()
 	sock := filepath.Join(dir, "agent.sock")
-	if len(sock) > qemu.MaxSocketPath {
-		return nil, fmt.Errorf("microvm: TMPDIR %s is too long for the agent's Unix socket %s (at most %d bytes): set TMPDIR to a shorter directory", os.TempDir(), sock, qemu.MaxSocketPath)
+	sockets := []string{sock}
+	if c.Sharing == SharingVirtioFS {
+		// The longest of the daemons' sockets.
+		sockets = append(sockets, virtiofsdSocket(dir, shareTag(len(c.Shares))))
+	}
+	for _, p := range sockets {
+		if len(p) > qemu.MaxSocketPath {
+			return nil, fmt.Errorf("microvm: TMPDIR %s is too long for the Unix socket %s (at most %d bytes): set TMPDIR to a shorter directory", os.TempDir(), p, qemu.MaxSocketPath)
+		}
 	}
 	m := machine{
 		arch: c.Arch, shape: c.Shape, accel: c.Accel, memoryMiB: c.MemoryMiB, cpus: c.CPUs,
 		append: c.Append, net: c.Net, dtb: c.DTB, console: c.Console, vmmOutput: c.QEMUOutput,
-		progress: c.Progress, deadlines: c.Deadlines, consoleInput: c.ConsoleInput, trace: c.VMMCommand, agentSocket: sock, dir: dir, shares: c.Shares,
+		progress: c.Progress, deadlines: c.Deadlines, consoleInput: c.ConsoleInput, trace: c.VMMCommand, agentSocket: sock, dir: dir,
+		sharing: c.Sharing,
 	}
 	progress := func(format string, a ...any) {
 		if c.Progress != nil {
@@ -281,26 +325,36 @@ func start(ctx context.Context, c Config, eng engine) (vm *VM, err error) {
 	} else if m.kernel, m.kernelSHA256, err = assets.Kernel(ctx, c.Shape == ShapeFirecracker); err != nil {
 		return nil, err
 	}
-	root, fsType, err := prepareRoot(ctx, c.Root, dir, assets)
-	if err != nil {
-		return nil, err
-	}
-	m.disks = append(m.disks, Disk{Path: root, ReadOnly: true})
-	m.disks = append(m.disks, c.Disks...)
 	o := initramfs.Options{Settings: c.Initramfs}
-	if o.RootFSType == "" {
-		o.RootFSType = fsType
-	}
-	o.Mounts = slices.Clone(o.Mounts)
-	for i, s := range c.Shares {
-		opts := "trans=virtio,version=9p2000.L,msize=512000"
-		if !s.Writable {
-			opts += ",ro"
+	if c.ShareRoot {
+		m.shares = append(m.shares, hostShare{tag: rootShareTag, hostDir: c.Root})
+		o.Root, o.RootFSType = rootShareTag, c.Sharing.fsType()
+	} else {
+		root, fsType, err := prepareRoot(ctx, c.Root, dir, assets)
+		if err != nil {
+			return nil, err
 		}
-		o.Mounts = append(o.Mounts, initramfs.Mount{Source: shareTag(i), Target: s.GuestPath, FSType: "9p", Options: opts})
+		m.disks = append(m.disks, Disk{Path: root, ReadOnly: true})
+		if o.RootFSType == "" {
+			o.RootFSType = fsType
+		}
+	}
+	m.disks = append(m.disks, c.Disks...)
+	// The mounts go in a per-boot segment, so that the cached initramfs
+	// does not depend on them (one cache entry per set of paths).
+	perBoot := initramfs.Settings{Mounts: slices.Clone(o.Mounts)}
+	o.Mounts = nil
+	for i, s := range c.Shares {
+		m.shares = append(m.shares, hostShare{tag: shareTag(i), hostDir: s.HostDir, writable: s.Writable})
+		perBoot.Mounts = append(perBoot.Mounts, initramfs.Mount{Source: shareTag(i), Target: s.GuestPath, FSType: c.Sharing.fsType(), Options: c.Sharing.mountOptions(s.Writable)})
 	}
 	if m.initrd, err = bootfiles.Initramfs(ctx, o, assets); err != nil {
 		return nil, err
+	}
+	if len(perBoot.Mounts) > 0 {
+		if m.initrd, err = bootfiles.WithSegment(m.initrd, dir, perBoot); err != nil {
+			return nil, err
+		}
 	}
 	inst, cl, err := eng.boot(ctx, m)
 	if err != nil {
@@ -320,9 +374,6 @@ func start(ctx context.Context, c Config, eng engine) (vm *VM, err error) {
 // ForgetAccelVerdicts forgets that the hardware accelerator failed here
 // before, so that the next boot in AccelAuto tries it again.
 func ForgetAccelVerdicts() error { return qemu.ForgetAccelVerdicts("") }
-
-// shareTag is the 9p mount tag of the i-th share.
-func shareTag(i int) string { return fmt.Sprintf("share%d", i) }
 
 // prepareRoot returns the root image and its filesystem type.
 func prepareRoot(ctx context.Context, root, dir string, a bootfiles.Assets) (string, string, error) {
@@ -437,6 +488,7 @@ func (c Config) normalize() (Config, error) {
 	bad := func(field, format string, a ...any) (Config, error) {
 		return c, &ConfigError{Field: field, Err: fmt.Errorf(format, a...)}
 	}
+	var err error
 	if c.Arch == "" {
 		c.Arch = runtime.GOARCH
 	}
@@ -485,7 +537,18 @@ func (c Config) normalize() (Config, error) {
 			return bad(fmt.Sprintf("Append[%d]", i), "%q: want one non-empty word", w)
 		}
 	}
-	if c.Root != "" {
+	if c.ShareRoot {
+		if c.Root == "" {
+			return bad("ShareRoot", "no Root: ShareRoot shares Root, a host directory")
+		}
+		if err := shareableDir(c.Root); err != nil {
+			return bad("ShareRoot", "%w", err) // it names the directory
+		}
+		if c.Root, err = absDir(c.Root); err != nil {
+			return bad("Root", "%v", err)
+		}
+	}
+	if c.Root != "" && !c.ShareRoot {
 		st, err := os.Stat(c.Root)
 		if err != nil {
 			return bad("Root", "%w", err)
@@ -498,6 +561,22 @@ func (c Config) normalize() (Config, error) {
 				return bad("Root", "%w", err)
 			}
 		}
+	}
+	switch c.Sharing {
+	case "":
+		c.Sharing = Sharing9P
+	case SharingAuto:
+		c.Sharing = Sharing9P
+		if virtiofsUsable() == nil {
+			c.Sharing = SharingVirtioFS
+		}
+	case Sharing9P:
+	case SharingVirtioFS:
+		if err := virtiofsUsable(); err != nil {
+			return bad("Sharing", "%v", err)
+		}
+	default:
+		return bad("Sharing", "%q: want 9p, virtiofs or auto", c.Sharing)
 	}
 	if _, err := initramfs.Segment(c.Initramfs); err != nil {
 		return bad("Initramfs", "%v", err)
@@ -518,21 +597,20 @@ func (c Config) normalize() (Config, error) {
 	c.Shares = slices.Clone(c.Shares)
 	for i, s := range c.Shares {
 		f := fmt.Sprintf("Shares[%d]", i)
-		st, err := os.Stat(s.HostDir)
-		switch {
-		case s.HostDir == "":
+		if s.HostDir == "" {
 			return bad(f, "no HostDir")
-		case err != nil:
-			return bad(f, "HostDir: %v", err)
-		case !st.IsDir():
-			return bad(f, "HostDir %s is not a directory", s.HostDir)
+		}
+		if err := shareableDir(s.HostDir); err != nil {
+			return bad(f, "%w", err) // it names the directory
+		}
+		switch {
 		case !filepath.IsAbs(s.GuestPath) || filepath.Clean(s.GuestPath) == "/":
 			return bad(f, "GuestPath %q: want an absolute path below /", s.GuestPath)
 		case targets[filepath.Clean(s.GuestPath)]:
 			return bad(f, "GuestPath %s is shared twice", s.GuestPath)
 		}
 		targets[filepath.Clean(s.GuestPath)] = true
-		if c.Shares[i].HostDir, err = filepath.Abs(s.HostDir); err != nil {
+		if c.Shares[i].HostDir, err = absDir(s.HostDir); err != nil {
 			return bad(f, "HostDir: %v", err)
 		}
 	}

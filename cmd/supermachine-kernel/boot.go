@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/supermachine-go/supermachine-kernel/initramfs"
 	"github.com/supermachine-go/supermachine-kernel/internal/oci"
-	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
 	"github.com/supermachine-go/supermachine-kernel/kernel"
 	"github.com/supermachine-go/supermachine-kernel/microvm"
 	_ "github.com/supermachine-go/supermachine-kernel/microvm/allarch" // boot -arch and vmexec run either arch
@@ -167,13 +165,4 @@ func shellQuote(argv []string) string {
 		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 	}
 	return strings.Join(q, " ")
-}
-
-// checkSocketDir refuses a temporary directory too deep for the Unix
-// socket named name that the CLI makes in it.
-func checkSocketDir(dir, name string) error {
-	if p := filepath.Join(dir, name); len(p) > qemu.MaxSocketPath {
-		return fmt.Errorf("TMPDIR %s is too long: the sockets made in it (%s) would pass the %d bytes of a Unix socket path; set TMPDIR to a shorter directory", os.TempDir(), p, qemu.MaxSocketPath)
-	}
-	return nil
 }

@@ -7,8 +7,19 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/supermachine-go/supermachine-kernel/internal/bootfiles"
 	"github.com/supermachine-go/supermachine-kernel/kernel"
 )
+
+// cachedBusyboxRoot returns the path of the squashfs root holding the
+// host arch's bundled busybox, as boot uses it.
+func cachedBusyboxRoot(ctx context.Context) (string, error) {
+	a, err := bootfiles.For(kernel.Arch)
+	if err != nil {
+		return "", err
+	}
+	return bootfiles.BusyboxRoot(ctx, a)
+}
 
 // The busybox root lands in the boot cache complete, 0644, with nothing
 // else left there, and a second call finds it.

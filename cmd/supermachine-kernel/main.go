@@ -30,7 +30,7 @@ import (
 
 	"github.com/supermachine-go/supermachine-kernel/agent"
 	"github.com/supermachine-go/supermachine-kernel/internal/lifetime"
-	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
+	"github.com/supermachine-go/supermachine-kernel/microvm"
 )
 
 const usage = `supermachine-kernel: the bundled microVM guest assets (kernel, busybox, agent)
@@ -74,15 +74,10 @@ var exitSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, s
 const teardownLimit = 10 * time.Second
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "vmexec-virtiofsd" {
-		// vmexec's helper becomes virtiofsd (exec) and keeps the
-		// parent-death signal vmexec gave it.
-		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
-	}
 	// What earlier runs killed with SIGKILL left: their temporary
 	// directories and, where no parent-death signal exists, their QEMUs.
 	// Best effort: what cannot be removed now is tried again next time.
-	lifetime.Sweep(qemu.QuitLeftover)
+	microvm.Sweep()
 	// The CLI ends (and tears down) when the program that started it
 	// dies. Best effort too: without it a SIGKILL of the parent leaves
 	// the CLI running until it ends on its own.
@@ -250,8 +245,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdImages(args[1:], stdout, stderr)
 	case "vmexec":
 		err = cmdVMExec(ctx, args[1:], stdout, stderr)
-	case "vmexec-virtiofsd":
-		err = cmdVirtiofsdHelper(args[1:], stderr)
 	default:
 		fmt.Fprintf(stderr, "supermachine-kernel: unknown command %q\n\n%s", args[0], usage)
 		return 2

@@ -8,13 +8,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/supermachine-go/supermachine-kernel/internal/guestassets"
 	"github.com/supermachine-go/supermachine-kernel/kernel"
 )
 
 // A real vmexec run where the paths the user can choose hold a comma,
 // '=' and non-ASCII letters: the kernel (-kernel, also with a space), the
-// working directory shared with the guest, and TMPDIR, where the view of
+// working directory shared with the guest, and TMPDIR, where the views of
 // the host's files that virtiofsd serves and the sockets live.
 func TestVMExecOddPaths(t *testing.T) {
 	if testing.Short() {
@@ -23,11 +22,7 @@ func TestVMExecOddPaths(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("vmexec shares files over virtio-fs, which needs root")
 	}
-	set, err := guestassets.For(kernel.Arch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := cachedKernel(context.Background(), set)
+	k, err := kernel.Kernel.Cached(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,8 +50,8 @@ func TestVMExecOddPaths(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// vmexec runs itself as virtiofsd's helper: run the CLI, not this
-	// test binary.
+	// vmexec runs itself as the helper of virtiofsd's read-only view:
+	// run the CLI, not this test binary.
 	cli := goBuild(t, t.TempDir(), ".", "supermachine-kernel")
 	cmd := exec.Command(cli, "vmexec", "-kvm", "off", "-kernel", kernelPath, "--", sh, "-c", `pwd; echo written > "$PWD/out"`)
 	cmd.Dir = wd

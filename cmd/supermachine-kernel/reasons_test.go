@@ -35,7 +35,7 @@ func TestBadFlagsRefused(t *testing.T) {
 		{[]string{"boot", "-root", "/nonexistent", "--", "true"}, "-root: stat /nonexistent"},
 		{[]string{"boot", "-root", notImage, "--", "true"}, "-root: " + notImage + " is neither a squashfs nor"},
 		{[]string{"boot", "-root", fifo, "--", "true"}, "-root: " + fifo + " is not a directory, an image file or a block device"},
-		{[]string{"vmexec", "-kernel", "/nonexistent/bzImage", "--", "/bin/true"}, "-kernel: stat /nonexistent/bzImage"},
+		{[]string{"vmexec", "-kernel", "/nonexistent/bzImage", "--", "/bin/true"}, "-kernel: open /nonexistent/bzImage: no such file"},
 		{[]string{"vmexec", "-mem", "16", "--", "/bin/true"}, "-mem (" + kernel.Arch + " guest): 16 MiB is out of range"},
 		{[]string{"vmexec", "-cpus", "0", "--", "/bin/true"}, "-cpus (" + kernel.Arch + " guest): 0 virtual CPUs"},
 		{[]string{"exec", "-connect", "unix:/x", "-connect-timeout", "0s", "--", "true"}, "-connect-timeout 0s: want a positive duration"},
@@ -133,7 +133,7 @@ func TestBootFailureReasons(t *testing.T) {
 	}
 	os.WriteFile(img, hdr, 0o644)
 	code, _, errs := runCLI(t, "vmexec", "-kernel", img, "--", "/bin/true")
-	if errVMExecUnsupported == nil && (code != 1 || !strings.Contains(errs, "-kernel: "+img+" is a kernel for "+other+", not for the "+kernel.Arch+" guest")) {
+	if errVMExecUnsupported == nil && (code != 1 || !strings.Contains(errs, "-kernel: "+img+" is a kernel for "+other+", not for this "+kernel.Arch+" guest")) {
 		t.Errorf("kernel of the other arch: exit %d, stderr:\n%s", code, errs)
 	}
 	// A kernel QEMU loads and that dies before its console: QEMU says

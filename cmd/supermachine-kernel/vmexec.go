@@ -8,22 +8,18 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
 
 	"github.com/supermachine-go/supermachine-kernel/agent"
-	"github.com/supermachine-go/supermachine-kernel/initramfs"
-	"github.com/supermachine-go/supermachine-kernel/internal/guestassets"
-	"github.com/supermachine-go/supermachine-kernel/internal/lifetime"
-	"github.com/supermachine-go/supermachine-kernel/internal/poll"
-	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
-	"github.com/supermachine-go/supermachine-kernel/internal/tail"
+	archfacts "github.com/supermachine-go/supermachine-kernel/internal/arch"
+	"github.com/supermachine-go/supermachine-kernel/microvm"
 )
 
 // vmexecConfigFile is the optional settings file of vmexec, looked up
@@ -55,16 +51,6 @@ var guestEnvDrop = []string{
 	"NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID",
 }
 
-// vmexecShareTag is the virtio-fs or 9p tag of the host's root in the
-// guest.
-const vmexecShareTag = "supermachine-host"
-
-// vmexec9POptions are the mount options of a writable 9p share: the
-// kernel's and QEMU's 9P2000.L, 512 KiB messages (the default 128 KiB
-// costs round trips on a test binary's read), and the page cache for
-// mmap only, so that every read and write reaches the host at once.
-const vmexec9POptions = "trans=virtio,version=9p2000.L,msize=524288,cache=mmap"
-
 func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("vmexec", "[flags] [--] BINARY [ARG...]\n\nruns a Linux executable (e.g. a Go test binary: go test -exec 'supermachine-kernel vmexec --')\nin a microVM of the bundled kernel for the binary's arch, as the invoking user (-root: as root\nin the guest), with the host's files visible read-only and the working directory writable;\nexits with its exit code.\nSettings also come from "+vmexecConfigFile+" at the repository root", stderr)
 	cfg, cfgPath, err := loadVMExecConfig()
@@ -72,8 +58,8 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	mem := fs.Int("mem", cmp.Or(cfg.Memory, 1024), fmt.Sprintf("guest memory in MiB (amd64: %d to %d; arm64: %d to %d)",
-		qemu.LimitsFor("amd64").MinMemoryMiB, qemu.LimitsFor("amd64").MaxMemoryMiB, qemu.LimitsFor("arm64").MinMemoryMiB, qemu.LimitsFor("arm64").MaxMemoryMiB))
-	cpus := fs.Int("cpus", cmp.Or(cfg.CPUs, min(2, runtime.NumCPU())), fmt.Sprintf("virtual CPUs (amd64: 1 to %d; arm64: 1 to %d)", qemu.LimitsFor("amd64").MaxCPUs, qemu.LimitsFor("arm64").MaxCPUs))
+		microvm.LimitsFor("amd64").MinMemoryMiB, microvm.LimitsFor("amd64").MaxMemoryMiB, microvm.LimitsFor("arm64").MinMemoryMiB, microvm.LimitsFor("arm64").MaxMemoryMiB))
+	cpus := fs.Int("cpus", cmp.Or(cfg.CPUs, min(2, runtime.NumCPU())), fmt.Sprintf("virtual CPUs (amd64: 1 to %d; arm64: 1 to %d)", microvm.LimitsFor("amd64").MaxCPUs, microvm.LimitsFor("arm64").MaxCPUs))
 	kvm := fs.String("kvm", cmp.Or(cfg.KVM, "auto"), "accelerator: auto, on, off (see boot -h)")
 	kernelFlag := fs.String("kernel", cfg.Kernel, "boot this kernel image instead of the bundled one (it must have virtio-mmio, virtio-fs, overlayfs and the serial console built in)")
 	appendArgs := fs.String("append", strings.Join(cfg.Append, " "), "extra kernel command line parameters")
@@ -115,34 +101,29 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	arch, err := elfArch(binary)
+	arch, err := executableArch(binary)
 	if err != nil {
 		return err
-	}
-	lim := qemu.LimitsFor(arch)
-	if err := lim.CheckMemory(*mem, *kernelFlag == ""); err != nil {
-		return fmt.Errorf("vmexec: -mem (%s guest): %w", arch, err)
-	}
-	if err := lim.CheckCPUs(*cpus); err != nil {
-		return fmt.Errorf("vmexec: -cpus (%s guest): %w", arch, err)
-	}
-	if *kernelFlag != "" {
-		if _, err := os.Stat(*kernelFlag); err != nil {
-			return fmt.Errorf("vmexec: -kernel: %w", err)
-		}
-		if ka := qemu.KernelArch(*kernelFlag); ka != "" && ka != arch {
-			return fmt.Errorf("vmexec: -kernel: %s is a kernel for %s, not for the %s guest %s needs", *kernelFlag, ka, arch, filepath.Base(binary))
-		}
 	}
 	cwd, err := os.Getwd()
 	if err != nil {
 		return err
 	}
-	// The working directory and the binary's directory (go test writes
-	// coverage and other outputs there) are writable in the guest;
-	// everything else of the host is read-only.
+	if cwd == "/" {
+		return errors.New("the working directory is /, which the guest would get writable: run it from a directory of its own")
+	}
+	lim := microvm.LimitsFor(arch)
+	if err := lim.CheckMemory(*mem, *kernelFlag == ""); err != nil {
+		return fmt.Errorf("-mem (%s guest): %w", arch, err)
+	}
+	if err := lim.CheckCPUs(*cpus); err != nil {
+		return fmt.Errorf("-cpus (%s guest): %w", arch, err)
+	}
+	// The working directory and the directory go built the binary in
+	// (go test writes coverage and other outputs there) are writable in
+	// the guest; everything else of the host is read-only.
 	binds := []bindMount{{host: cwd, guest: cwd, rw: true}}
-	if d := filepath.Dir(binary); !within(d, cwd) {
+	if d := filepath.Dir(binary); !within(d, cwd) && goBuildDir(d) {
 		binds = append(binds, bindMount{host: d, guest: d, rw: true})
 	}
 	for _, m := range mounts {
@@ -152,109 +133,36 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		binds = append(binds, b)
 	}
-	var use9P bool
-	switch *share {
-	case "auto":
-		use9P = os.Geteuid() != 0 || virtiofsdBinary() == ""
-	case "9p", "virtiofs":
-		use9P = *share == "9p"
-	default:
-		return fmt.Errorf("vmexec: -share %q: want auto, virtiofs or 9p", *share)
+	sharing := map[string]microvm.Sharing{"auto": microvm.SharingAuto, "9p": microvm.Sharing9P, "virtiofs": microvm.SharingVirtioFS}[*share]
+	if sharing == "" {
+		return fmt.Errorf("-share %q: want auto, virtiofs or 9p", *share)
+	}
+	accel := map[string]microvm.Accel{"auto": microvm.AccelAuto, "on": microvm.AccelOn, "off": microvm.AccelOff}[*kvm]
+	if accel == "" {
+		return fmt.Errorf("-kvm %q: want auto, on or off", *kvm)
+	}
+	// The host's root is the guest's, read-only on the host side under
+	// the guest's overlay; the binds are shares over it.
+	mcfg := microvm.Config{
+		Arch: arch, MemoryMiB: *mem, CPUs: *cpus, Accel: accel, Kernel: *kernelFlag,
+		Append: strings.Fields(*appendArgs), Net: *net,
+		Root: "/", ShareRoot: true, Sharing: sharing,
+		Progress: func(msg string) { progress("%s", msg) },
 	}
 	for _, b := range binds {
-		if err := checkShareable(b.host); err != nil {
-			return err
-		}
-	}
-	// The binds go in a per-boot initramfs segment, which carries any
-	// path (the kernel command line cannot carry blanks or colons).
-	// Read-only ones are binds of the root share; over 9p, whose root
-	// export is read-only on the host, writable ones are shares of their
-	// own.
-	var shared initramfs.Settings
-	var shares9P []qemu.Share9P
-	for _, b := range binds {
-		if use9P && b.rw {
-			tag := fmt.Sprintf("supermachine-rw%d", len(shares9P))
-			shares9P = append(shares9P, qemu.Share9P{Tag: tag, Path: b.host})
-			shared.Mounts = append(shared.Mounts, initramfs.Mount{Source: tag, Target: b.guest, FSType: "9p", Options: vmexec9POptions})
-			continue
-		}
-		shared.Mounts = append(shared.Mounts, initramfs.Mount{Source: "/lower" + b.host, Target: b.guest, FSType: "bind"})
-	}
-	appendList := strings.Fields(*appendArgs)
-
-	set, err := guestassets.For(arch)
-	if err != nil {
-		return err
-	}
-	progress("preparing the %s kernel and initramfs", arch)
-	kernelPath, kernelSHA := *kernelFlag, ""
-	if kernelPath == "" {
-		if kernelPath, err = cachedKernel(ctx, set); err != nil {
-			return err
-		}
-		kernelSHA = set.Kernel.SHA256
-	}
-	rootFSType := "virtiofs"
-	if use9P {
-		rootFSType = "9p"
-	}
-	initrd, err := cachedInitramfs(ctx, initramfs.Options{Settings: initramfs.Settings{Root: vmexecShareTag, RootFSType: rootFSType}}, set)
-	if err != nil {
-		return err
-	}
-
-	dir, err := lifetime.MkdirTemp("vmexec")
-	if err != nil {
-		return err
-	}
-	defer lifetime.RemoveTemp(dir)
-	if initrd, err = withSegment(initrd, dir, shared); err != nil {
-		return err
-	}
-	qcfg := qemu.Config{
-		Arch: arch, Kernel: kernelPath, KernelSHA256: kernelSHA, Initrd: initrd,
-		Append: appendList, MemoryMiB: *mem, CPUs: *cpus, KVM: *kvm, Net: *net,
-		AgentSocket: filepath.Join(dir, "agent.sock"),
-		Progress:    func(msg string) { progress("%s", msg) },
-	}
-	fsd := &virtiofsd{} // none over 9p: QEMU serves the files itself
-	if use9P {
-		// The root export is read-only on the host; the guest's
-		// overlay takes its writes.
-		qcfg.Shares9P = append([]qemu.Share9P{{Tag: vmexecShareTag, Path: "/", ReadOnly: true}}, shares9P...)
-	} else {
-		if err := checkSocketDir(dir, "virtiofsd.sock"); err != nil {
-			return err
-		}
-		progress("starting virtiofsd")
-		if fsd, err = startVirtiofsd(ctx, dir, binds, logw); err != nil {
-			return err
-		}
-		defer fsd.stop()
-		qcfg.ExtraArgs = []string{
-			// virtio-fs needs the guest memory shared with virtiofsd.
-			"-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", *mem),
-			"-machine", "memory-backend=mem",
-			// vhost-user devices need virtio 1.0; QEMU's virtio-mmio
-			// defaults to the legacy interface.
-			"-global", "virtio-mmio.force-legacy=false",
-			"-chardev", "socket,id=hostfs,path=" + qemu.OptValue(fsd.socket),
-			"-device", "vhost-user-fs-device,chardev=hostfs,tag=" + vmexecShareTag,
-		}
+		mcfg.Shares = append(mcfg.Shares, microvm.Share{HostDir: b.host, GuestPath: b.guest, Writable: b.rw})
 	}
 	if *verbose {
-		qcfg.Console, qcfg.Stderr = stderr, stderr
-		qcfg.Trace = func(argv []string) { progress("%s", shellQuote(argv)) }
+		mcfg.Console, mcfg.QEMUOutput = stderr, stderr
+		mcfg.VMMCommand = func(argv []string) { progress("%s", shellQuote(argv)) }
 	}
-	vm, c, err := qemu.Boot(ctx, qcfg)
+	vm, err := microvm.Start(ctx, mcfg)
 	if err != nil {
-		return fmt.Errorf("%w%s", err, fsd.messages())
+		return vmexecConfigError(err, binds)
 	}
 	defer vm.Kill()
-	defer c.Close()
-	progress("agent ready %s after QEMU started; running %s", time.Since(vm.Started()).Round(time.Millisecond), filepath.Base(binary))
+	c := vm.Client()
+	progress("agent ready %s after QEMU started; running %s", vm.ReadyAfter().Round(time.Millisecond), filepath.Base(binary))
 
 	cctx := ctx
 	if *timeout > 0 {
@@ -298,7 +206,7 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		runErr = nil
 	}
-	// Writes to the shared directories go straight to virtiofsd (no
+	// Writes to the shared directories go straight to the host (no
 	// writeback cache), and everything else lives in the guest's tmpfs:
 	// after a sync, QEMU can stop at once, without the guest's power-off.
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -317,20 +225,46 @@ func cmdVMExec(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-// elfArch is the GOARCH of the Linux executable at path.
-func elfArch(path string) (string, error) {
+// executableArch is the GOARCH of the Linux executable at path.
+func executableArch(path string) (string, error) {
 	f, err := elf.Open(path)
 	if err != nil {
-		return "", fmt.Errorf("vmexec: %s is not a Linux executable: %w", path, err)
+		return "", fmt.Errorf("%s is not a Linux executable: %w", path, err)
 	}
 	defer f.Close()
-	switch f.Machine {
-	case elf.EM_X86_64:
-		return "amd64", nil
-	case elf.EM_AARCH64:
-		return "arm64", nil
+	if a, ok := archfacts.ByELF(f.Machine); ok {
+		return a.GOARCH, nil
 	}
-	return "", fmt.Errorf("vmexec: %s is built for %s; the bundled kernels are amd64 and arm64", path, f.Machine)
+	return "", fmt.Errorf("%s is built for %s; the bundled kernels are %s", path, f.Machine, strings.Join(archfacts.Names(), " and "))
+}
+
+// vmexecFlags are the flags that set each microvm.Config field.
+var vmexecFlags = map[string]string{
+	"Accel": "-kvm", "Kernel": "-kernel",
+	"Append": "-append", "Sharing": "-share",
+}
+
+// vmexecConfigError names the flag or the directory of a Config field
+// that microvm refused.
+func vmexecConfigError(err error, binds []bindMount) error {
+	var ce *microvm.ConfigError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	field, index, _ := strings.Cut(ce.Field, "[")
+	switch field {
+	case "Shares":
+		i, _ := strconv.Atoi(strings.TrimSuffix(index, "]"))
+		if i < len(binds) {
+			return fmt.Errorf("cannot share %s with the guest: %w", binds[i].host, ce.Err)
+		}
+	case "ShareRoot":
+		return fmt.Errorf("cannot share / with the guest: %w", ce.Err)
+	}
+	if flag, ok := vmexecFlags[field]; ok {
+		return fmt.Errorf("%s: %w", flag, ce.Err)
+	}
+	return err
 }
 
 // bindMount is a host directory shown in the guest.
@@ -363,23 +297,13 @@ func parseBindMount(s string) (bindMount, error) {
 	return b, nil
 }
 
-// checkShareable says which directory cannot be shared with the guest:
-// one the invoking user cannot read and enter (QEMU's 9p server and
-// virtiofsd read it as that user or need its listing), or one whose path
-// QEMU cannot take.
-func checkShareable(dir string) error {
-	if strings.ContainsRune(dir, 0) {
-		return fmt.Errorf("vmexec: cannot share %q: a path with a NUL byte", dir)
+// goBuildDir says whether dir is where the go command builds and runs
+// binaries: under GOTMPDIR, or the temporary directory.
+func goBuildDir(dir string) bool {
+	if t := os.Getenv("GOTMPDIR"); t != "" && within(dir, t) {
+		return true
 	}
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("vmexec: cannot share %s with the guest: %w", dir, err)
-	}
-	defer f.Close()
-	if _, err := f.Readdirnames(1); err != nil && err != io.EOF {
-		return fmt.Errorf("vmexec: cannot share %s with the guest: %w", dir, err)
-	}
-	return nil
+	return within(dir, os.TempDir())
 }
 
 func within(p, dir string) bool {
@@ -413,10 +337,10 @@ func loadVMExecConfig() (vmexecConfig, string, error) {
 		if _, err := os.Stat(p); err == nil {
 			md, err := toml.DecodeFile(p, &c)
 			if err != nil {
-				return c, p, fmt.Errorf("vmexec: %w", err)
+				return c, p, fmt.Errorf("%w", err)
 			}
 			if und := md.Undecoded(); len(und) > 0 {
-				return c, p, fmt.Errorf("vmexec: %s: unknown setting %q (memory, cpus, append, mounts, net, kvm, kernel, timeout, root, share)", p, und[0].String())
+				return c, p, fmt.Errorf("%s: unknown setting %q (memory, cpus, append, mounts, net, kvm, kernel, timeout, root, share)", p, und[0].String())
 			}
 			return c, p, nil
 		}
@@ -429,107 +353,4 @@ func loadVMExecConfig() (vmexecConfig, string, error) {
 		}
 		dir = parent
 	}
-}
-
-// virtiofsd is a running virtio-fs daemon sharing the host's files.
-type virtiofsd struct {
-	socket string
-	cmd    *exec.Cmd
-	out    *tail.Lines // its last messages, for error reports
-	done   chan struct{}
-}
-
-// virtiofsdPaths are where Debian and other distributions put virtiofsd.
-var virtiofsdPaths = []string{"/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd", "/usr/lib/virtiofsd"}
-
-// virtiofsdBinary is the path of virtiofsd, or "" if it is not installed.
-func virtiofsdBinary() string {
-	for _, p := range virtiofsdPaths {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("virtiofsd"); err == nil {
-		return p
-	}
-	return ""
-}
-
-// startVirtiofsd starts virtiofsd on a view of the host's root that is
-// read-only except for the writable binds, made in a mount namespace of
-// its own by this program's hidden vmexec-virtiofsd command.
-func startVirtiofsd(ctx context.Context, dir string, binds []bindMount, logw io.Writer) (*virtiofsd, error) {
-	bin := virtiofsdBinary()
-	if bin == "" {
-		return nil, errors.New("vmexec: virtiofsd not found (Debian: apt-get install qemu-system-common, or the virtiofsd package; or -share 9p)")
-	}
-	if os.Geteuid() != 0 {
-		return nil, errors.New("vmexec: -share virtiofs needs root (virtiofsd and the read-only view of / use mount namespaces): run as root, or share over 9p (-share auto or 9p), which needs no privilege")
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	view := filepath.Join(dir, "view")
-	if err := os.Mkdir(view, 0o700); err != nil {
-		return nil, err
-	}
-	d := &virtiofsd{socket: filepath.Join(dir, "virtiofsd.sock"), out: tail.New(virtiofsdLines, logw), done: make(chan struct{})}
-	args := []string{"vmexec-virtiofsd", "-socket", d.socket, "-view", view, "-virtiofsd", bin}
-	for _, b := range binds {
-		if b.rw {
-			args = append(args, "-rw", b.host)
-		}
-	}
-	d.cmd = exec.CommandContext(ctx, self, args...)
-	d.cmd.Stdout = d.out
-	d.cmd.Stderr = d.out
-	if err := lifetime.Start(d.cmd); err != nil {
-		return nil, fmt.Errorf("vmexec: starting virtiofsd: %w", err)
-	}
-	go func() {
-		d.cmd.Wait()
-		close(d.done)
-	}()
-	// virtiofsd creates its socket within milliseconds; 10 s covers a
-	// loaded machine.
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	err = poll.Until(wctx, poll.Fast, "virtiofsd's socket "+d.socket, func() (bool, error) {
-		select {
-		case <-d.done:
-			return false, poll.Stop(fmt.Errorf("vmexec: virtiofsd exited at once:\n%s", d.out))
-		default:
-		}
-		_, err := os.Stat(d.socket)
-		return err == nil, nil
-	})
-	if err != nil {
-		d.stop()
-		if _, ok := err.(*poll.Error); ok {
-			return nil, fmt.Errorf("vmexec: %w:\n%s", err, d.out)
-		}
-		return nil, err
-	}
-	return d, nil
-}
-
-// virtiofsdLines is how many of virtiofsd's last lines vmexec keeps for
-// its error reports.
-const virtiofsdLines = 20
-
-func (d *virtiofsd) messages() string {
-	if d.out == nil {
-		return ""
-	}
-	s := strings.TrimSpace(d.out.String())
-	if s == "" {
-		return ""
-	}
-	return "\n--- virtiofsd said ---\n" + s
-}
-
-func (d *virtiofsd) stop() {
-	d.cmd.Process.Kill()
-	<-d.done
 }

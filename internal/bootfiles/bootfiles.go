@@ -134,6 +134,26 @@ func Initramfs(ctx context.Context, o initramfs.Options, a Assets) (string, erro
 	return path, atomicfile.WriteFile(ctx, path, b, 0o644)
 }
 
+// WithSegment writes to dir an initramfs that is the one at initrd with a
+// segment carrying s appended (see initramfs.Segment), and returns its
+// path. The copy costs a few milliseconds; the kernel reads only one
+// initramfs file.
+func WithSegment(initrd, dir string, s initramfs.Settings) (string, error) {
+	seg, err := initramfs.Segment(s)
+	if err != nil {
+		return "", err
+	}
+	base, err := os.ReadFile(initrd)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "initramfs.cpio")
+	if err := os.WriteFile(path, append(base, seg...), 0o644); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
 // busyboxRootVersion names what BusyboxRoot puts in the image; change it
 // when that changes.
 const busyboxRootVersion = "busybox root v1, squashfs zstd"

@@ -122,9 +122,52 @@ func TestArgsRefused(t *testing.T) {
 		{Config{Arch: "amd64", Kernel: "/k", Shares9P: []Share9P{{Tag: "t"}}}, "9p share 0 has no path"},
 		{Config{Arch: "amd64", Kernel: "/k", Shares9P: []Share9P{{Path: "/x", Tag: strings.Repeat("t", 32)}}}, "9p share /x: tag"},
 		{Config{Arch: "amd64", Kernel: "/k", Append: []string{strings.Repeat("x", 2048)}}, "the kernel command line is"},
+		{Config{Arch: "amd64", Kernel: "/k", VirtioFS: []VirtioFS{{Socket: "/s"}}}, "virtio-fs device 0 has no tag"},
+		{Config{Arch: "amd64", Kernel: "/k", VirtioFS: []VirtioFS{{Tag: "t", Socket: long}}}, "virtio-fs socket " + long},
 	} {
 		if _, _, err := tc.c.Args(TCG); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("error %v, want one with %q", err, tc.want)
+		}
+	}
+}
+
+// A virtio-fs device gets the guest memory as a shared memfd (which the
+// daemon maps), a virtio 1.0 transport and its socket path whole, on
+// every shape.
+func TestArgsVirtioFS(t *testing.T) {
+	for _, tc := range []struct {
+		arch   string
+		shape  Shape
+		device string
+	}{
+		{"amd64", ShapeMMIO, "vhost-user-fs-device"},
+		{"arm64", ShapeMMIO, "vhost-user-fs-device"},
+		{"amd64", ShapePCI, "vhost-user-fs-pci"},
+		{"arm64", ShapeVirtualization, "vhost-user-fs-pci"},
+	} {
+		c := Config{Arch: tc.arch, Shape: tc.shape, Kernel: "/k", MemoryMiB: 300,
+			VirtioFS: []VirtioFS{{Tag: "root", Socket: "/tmp/a,b/fs0.sock"}, {Tag: "share0", Socket: "/tmp/fs1.sock"}}}
+		_, args, err := c.Args(TCG)
+		if err != nil {
+			t.Fatalf("%s %s: %v", tc.arch, tc.shape, err)
+		}
+		joined := strings.Join(args, " ")
+		if m := flagValue(args, "-M"); !strings.Contains(m, ",memory-backend=mem") {
+			t.Errorf("%s %s: -M %s has no memory-backend", tc.arch, tc.shape, m)
+		}
+		if !strings.Contains(joined, "-object memory-backend-memfd,id=mem,size=300M,share=on") {
+			t.Errorf("%s %s: no shared memfd of the guest's size: %q", tc.arch, tc.shape, args)
+		}
+		if legacy := strings.Contains(joined, "virtio-mmio.force-legacy=false"); legacy == tc.shape.pci() {
+			t.Errorf("%s %s: virtio-mmio.force-legacy=false given: %v", tc.arch, tc.shape, legacy)
+		}
+		if got, _ := optionValue(args, "-chardev", "path"); got != "/tmp/a,b/fs0.sock" {
+			t.Errorf("%s %s: socket path %q", tc.arch, tc.shape, got)
+		}
+		for _, want := range []string{tc.device + ",chardev=vfs0,tag=root", tc.device + ",chardev=vfs1,tag=share0"} {
+			if !slices.Contains(args, want) {
+				t.Errorf("%s %s: no -device %s in %q", tc.arch, tc.shape, want, args)
+			}
 		}
 	}
 }

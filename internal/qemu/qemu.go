@@ -102,6 +102,11 @@ type Config struct {
 	// Shares9P are host directories the guest mounts over 9p
 	// (virtio-9p) by their tags.
 	Shares9P []Share9P
+	// VirtioFS are host directories the guest mounts over virtio-fs
+	// (mount -t virtiofs TAG DIR), each served by a vhost-user daemon
+	// (virtiofsd) listening on its socket. They need the guest's memory
+	// shared with the daemons, which Args arranges (a memfd backend).
+	VirtioFS []VirtioFS
 	// ExtraArgs are appended to the QEMU command line.
 	ExtraArgs []string
 }
@@ -117,6 +122,13 @@ type Share9P struct {
 	Tag      string // mount tag, at most MaxTag9P bytes
 	Path     string // host directory
 	ReadOnly bool   // refuse writes on the host side
+}
+
+// VirtioFS is a virtio-fs device whose files a vhost-user daemon
+// (virtiofsd) serves on Socket.
+type VirtioFS struct {
+	Tag    string // mount tag
+	Socket string // the daemon's vhost-user socket
 }
 
 // MaxTag9P is the longest 9p mount tag QEMU takes.
@@ -189,6 +201,11 @@ func (c Config) Args(accel string) (string, []string, error) {
 	if len(cmdline) >= maxCmdline {
 		return "", nil, fmt.Errorf("qemu: the kernel command line is %d bytes; the guest kernel takes at most %d (COMMAND_LINE_SIZE)", len(cmdline), maxCmdline-1)
 	}
+	if len(c.VirtioFS) > 0 {
+		// vhost-user daemons map the guest's memory: it must be a
+		// shareable file, not QEMU's anonymous memory.
+		machine += ",memory-backend=mem"
+	}
 	a := []string{"-M", machine}
 	switch accel {
 	case KVM, HVF:
@@ -214,6 +231,9 @@ func (c Config) Args(accel string) (string, []string, error) {
 		"-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
 		"-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
 		"-no-reboot")
+	if len(c.VirtioFS) > 0 {
+		a = append(a, "-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", mem))
+	}
 	a = append(a, c.consoleArgs()...)
 	a = append(a, "-kernel", c.Kernel, "-append", cmdline)
 	if c.Initrd != "" {
@@ -256,6 +276,14 @@ func (c Config) checkPaths() error {
 	for i, d := range c.Disks {
 		if d.Path == "" {
 			return fmt.Errorf("qemu: disk %d has no path", i)
+		}
+	}
+	for i, v := range c.VirtioFS {
+		if v.Tag == "" {
+			return fmt.Errorf("qemu: virtio-fs device %d has no tag", i)
+		}
+		if err := checkSocketPath("virtio-fs socket", v.Socket); err != nil {
+			return err
 		}
 	}
 	for i, s := range c.Shares9P {

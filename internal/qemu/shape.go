@@ -187,6 +187,19 @@ func (c Config) deviceArgs(arch string) []string {
 	for i, s := range c.Shares9P {
 		a = append(a, s.args(i, dev("9p"))...)
 	}
+	if len(c.VirtioFS) > 0 {
+		fs := "vhost-user-fs-pci"
+		if !c.Shape.pci() {
+			// vhost-user devices need virtio 1.0; QEMU's virtio-mmio
+			// transport defaults to the legacy interface.
+			a = append(a, "-global", "virtio-mmio.force-legacy=false")
+			fs = "vhost-user-fs-device"
+		}
+		for i, v := range c.VirtioFS {
+			a = append(a, "-chardev", fmt.Sprintf("socket,id=vfs%d,path=%s", i, OptValue(v.Socket)),
+				"-device", fmt.Sprintf("%s,chardev=vfs%d,tag=%s", fs, i, OptValue(v.Tag)))
+		}
+	}
 	return a
 }
 
