@@ -14,29 +14,32 @@ import (
 // a stat of each entry's image.json; errors are ignored, as this is
 // housekeeping.
 func sweep(dir string) {
-	sweepIn(dir, true)
-	versions, _ := os.ReadDir(dir)
-	for _, v := range versions {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	sweepIn(dir, ents, true)
+	for _, v := range ents {
 		if v.IsDir() && v.Name() != "refs" && !strings.HasPrefix(v.Name(), ".") {
-			sweepIn(filepath.Join(dir, v.Name()), false)
+			vd := filepath.Join(dir, v.Name())
+			if ents, err := os.ReadDir(vd); err == nil {
+				sweepIn(vd, ents, false)
+			}
 		}
 	}
 }
 
-// sweepIn sweeps one directory: the cache directory itself (top) or a
-// converter version's, whose directories not hidden are entries.
-func sweepIn(parent string, top bool) {
-	ents, err := os.ReadDir(parent)
-	if err != nil {
-		return
-	}
-	seen := map[string]bool{}
+// sweepIn sweeps the entries ents of one directory: the cache directory
+// itself (top) or a converter version's, whose directories not hidden
+// are entries.
+func sweepIn(parent string, ents []os.DirEntry, top bool) {
+	var seen string // the last name swept: a lock file sorts after what it guards
 	for _, e := range ents {
 		base, isLock := strings.CutSuffix(e.Name(), lockSuffix)
 		if e.IsDir() {
 			base, isLock = e.Name(), false
 		}
-		if seen[base] {
+		if base == seen {
 			continue
 		}
 		entry := false
@@ -55,7 +58,7 @@ func sweepIn(parent string, top bool) {
 		default:
 			entry = true
 		}
-		seen[base] = true
+		seen = base
 		path := filepath.Join(parent, base)
 		l, err := tryLock(path + lockSuffix)
 		if err != nil {
