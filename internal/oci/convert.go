@@ -33,6 +33,11 @@ func convertOnce(ctx context.Context, given string, img v1.Image, digest string,
 	if im := lookup(o.Dir, digest, o.Arch); im != nil {
 		return im, nil
 	}
+	// What is there is the leftover of a conversion that died (the
+	// lock was its own), or of a hand that deleted the root.
+	if l.f != nil {
+		os.RemoveAll(entryDir(o.Dir, digest))
+	}
 	return convert(ctx, given, img, digest, uncompressed, o)
 }
 

@@ -371,3 +371,48 @@ func TestSweep(t *testing.T) {
 	}
 	cacheHolds(t, dir, append(entryPaths(dir, digest), "v1")...)
 }
+
+// A conversion killed while another Prepare of the image waits for it:
+// the waiter converts, from a clean entry.
+func TestPrepareAfterAKilledConversion(t *testing.T) {
+	needSqfstar(t)
+	layoutDir, digest := testLayout(t)
+	dir := t.TempDir()
+	h := startHelper(t, "hold", dir, digest)
+	h.expect(t, "holding ")
+	type result struct {
+		im  *oci.Image
+		err error
+	}
+	waiting := make(chan struct{}, 1)
+	done := make(chan result, 1)
+	go func() {
+		im, err := oci.Prepare(context.Background(), layoutDir, oci.Options{Arch: "amd64", Dir: dir,
+			Progress: func(msg string) {
+				if strings.HasPrefix(msg, "waiting for another conversion") {
+					waiting <- struct{}{}
+				}
+			}})
+		done <- result{im, err}
+	}()
+	select {
+	case <-waiting:
+	case <-time.After(time.Minute):
+		t.Fatal("waited a minute for Prepare to wait for the helper's conversion")
+	}
+	h.cmd.Process.Kill()
+	h.cmd.Wait()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("waited a minute for Prepare after the helper's death")
+	}
+	if r.err != nil || !r.im.Converted {
+		t.Fatalf("Prepare: %+v, %v; want a conversion", r.im, r.err)
+	}
+	if _, err := oci.List(dir); err != nil { // sweeps the helper's other leftovers
+		t.Fatal(err)
+	}
+	cacheHolds(t, dir, append(entryPaths(dir, digest), "v1")...)
+}
