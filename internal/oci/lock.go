@@ -24,8 +24,8 @@ import (
 var errBusy = errors.New("held by another process")
 
 // errNoLocks wraps the failure of flock(2) where the file system or the
-// system has no locks; the cache then works unlocked, as it did before
-// it had locks (conversions of one image may then run twice).
+// system has no locks; the cache then works unlocked: concurrent
+// conversions of one image each convert, and nothing is swept.
 var errNoLocks = errors.New("file locks unsupported")
 
 // lockWait is how often a wait for a lock tries again: a conversion takes
@@ -155,8 +155,8 @@ const (
 
 // mkdirLocked makes a temporary directory named prefix followed by a
 // random string in parent, and holds its lock until unlock: a sweep
-// removes it only once its maker is gone. mkdir makes the directory; nil
-// leaves that to the caller (a rename into place).
+// removes it only once its maker is gone. mkdir makes the directory;
+// false leaves that to the caller (a rename into place).
 func mkdirLocked(parent, prefix string, mkdir bool) (string, *fileLock, error) {
 	for range 100 {
 		// The lock comes first: a directory without a held lock is
