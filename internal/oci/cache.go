@@ -22,7 +22,11 @@ type Cached struct {
 
 // List returns the images in the cache directory dir of every converter
 // version, sorted by reference.
+//
+// It first removes what writers that died left in the cache (see
+// Prepare).
 func List(dir string) ([]Cached, error) {
+	sweep(dir)
 	var out []Cached
 	versions, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -77,13 +81,19 @@ func Remove(dir, what string) (int, error) {
 		if !match {
 			continue
 		}
-		// Renamed first, so no reader sees half an entry.
+		// Renamed first, so no reader sees half an entry; the
+		// new name's lock makes a crash here garbage for a sweep.
 		ed := filepath.Dir(c.Root)
-		trash := filepath.Join(filepath.Dir(ed), ".removing-"+filepath.Base(ed))
-		if err := os.Rename(ed, trash); err != nil {
+		trash, l, err := mkdirLocked(filepath.Dir(ed), removingPrefix, false)
+		if err != nil {
 			return n, fmt.Errorf("removing %s: %w", c.Digest, err)
 		}
-		if err := os.RemoveAll(trash); err != nil {
+		err = os.Rename(ed, trash)
+		if err == nil {
+			err = os.RemoveAll(trash)
+		}
+		l.unlock()
+		if err != nil {
 			return n, fmt.Errorf("removing %s: %w", c.Digest, err)
 		}
 		removeRefsTo(dir, c.Digest)

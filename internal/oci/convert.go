@@ -21,6 +21,26 @@ import (
 	"github.com/supermachine-go/supermachine-kernel/internal/atomicfile"
 )
 
+// convertOnce converts img, under the lock of its cache entry, unless it
+// is in the cache once the lock is taken: then another process or
+// goroutine converted it while this one waited.
+func convertOnce(ctx context.Context, given string, img v1.Image, digest string, uncompressed bool, o Options) (*Image, error) {
+	l, err := lockEntry(ctx, o, digest)
+	if err != nil {
+		return nil, err
+	}
+	defer l.unlock()
+	if im := lookup(o.Dir, digest, o.Arch); im != nil {
+		return im, nil
+	}
+	// What is there is the leftover of a conversion that died (the
+	// lock was its own), or of a hand that deleted the root.
+	if l.f != nil {
+		os.RemoveAll(entryDir(o.Dir, digest))
+	}
+	return convert(ctx, given, img, digest, uncompressed, o)
+}
+
 // convert flattens img into a root image in the cache under digest.
 // uncompressed reads the layers' uncompressed form (docker save archives
 // keep them so); otherwise the compressed blobs are read and checked

@@ -24,4 +24,15 @@
 // to a temporary name and linked or renamed into place; image.json last,
 // so an entry with one is complete. Any of these may be deleted when no
 // boot is starting from it.
+//
+// Whoever writes an entry, or a temporary directory of the cache
+// (<dir>/.archive-*: an OCI archive extracted; <dir>/<ConverterVersion>/.removing-*:
+// an entry being removed), holds an flock(2) on the lock file of the same
+// name plus ".lock" beside it, and deletes that file when done. A second
+// conversion of the image waits for the lock; a sweep at the start of
+// Prepare and List removes the incomplete entries and temporary
+// directories whose lock nobody holds: the kernel drops a lock when its
+// holder dies, however it dies. Where the file system has no flock the
+// cache works unlocked: concurrent conversions of one image each convert
+// (the first to finish wins) and nothing is swept.
 package oci

@@ -133,6 +133,12 @@ type entry struct {
 // the path of an OCI image layout directory, an OCI archive (a tar of a
 // layout) or a docker save archive.
 //
+// Prepares of one image, in this process or others, convert it once: the
+// first converts, the others wait for it (until ctx ends) and use its
+// root. Prepare first sweeps the cache: it removes what writers that died
+// left there (a conversion cut short, an archive half extracted, an
+// entry half removed), which no live process holds a lock on.
+//
 // Every error names ref and what failed.
 func Prepare(ctx context.Context, ref string, o Options) (*Image, error) {
 	im, err := prepare(ctx, ref, o)
@@ -155,6 +161,7 @@ func prepare(ctx context.Context, ref string, o Options) (*Image, error) {
 	if _, err := ParsePull(string(o.Pull)); err != nil {
 		return nil, err
 	}
+	sweep(o.Dir)
 	if fi, err := os.Stat(ref); err == nil {
 		return prepareLocal(ctx, ref, fi, o)
 	}
@@ -243,7 +250,7 @@ func prepareRemote(ctx context.Context, given string, r name.Reference, o Option
 			return nil, err
 		}
 	}
-	im, err := convert(ctx, given, img, pd, false, o)
+	im, err := convertOnce(ctx, given, img, pd, false, o)
 	if err != nil {
 		return nil, err
 	}
@@ -357,10 +364,11 @@ func prepareLocal(ctx context.Context, path string, fi fs.FileInfo, o Options) (
 		if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 			return nil, err
 		}
-		tmp, err := os.MkdirTemp(o.Dir, ".archive-")
+		tmp, l, err := mkdirLocked(o.Dir, archivePrefix, true)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("image cache: %w", err)
 		}
+		defer l.unlock()
 		defer os.RemoveAll(tmp)
 		if err := extractLayout(ctx, path, tmp); err != nil {
 			return nil, err
@@ -381,7 +389,7 @@ func prepareLocal(ctx context.Context, path string, fi fs.FileInfo, o Options) (
 		if im := lookup(o.Dir, cd.String(), o.Arch); im != nil {
 			return im, nil
 		}
-		return convert(ctx, path, img, cd.String(), true, o)
+		return convertOnce(ctx, path, img, cd.String(), true, o)
 	}
 	return nil, errors.New("an archive with neither oci-layout and index.json (OCI) nor manifest.json (docker save)")
 }
@@ -406,7 +414,7 @@ func prepareLayout(ctx context.Context, given, dir string, o Options) (*Image, e
 	if err != nil {
 		return nil, err
 	}
-	return convert(ctx, given, img, d.String(), false, o)
+	return convertOnce(ctx, given, img, d.String(), false, o)
 }
 
 // tarNames lists the top-level names of a tar file that matter to tell

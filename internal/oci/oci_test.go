@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
@@ -389,42 +388,4 @@ func TestPrepareDiskFull(t *testing.T) {
 	}
 	t.Logf("full disk: %v", err)
 	noEntries(t, dir)
-}
-
-func TestPrepareConcurrently(t *testing.T) {
-	needSqfstar(t)
-	layoutDir := filepath.Join(t.TempDir(), "layout")
-	if err := ocitest.WriteLayout(layoutDir, layeredImage(t, "amd64")); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	var wg sync.WaitGroup
-	roots := make([]string, 4)
-	for i := range roots {
-		wg.Go(func() {
-			im, err := oci.Prepare(context.Background(), layoutDir, oci.Options{Arch: "amd64", Dir: dir})
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			roots[i] = im.Root
-		})
-	}
-	wg.Wait()
-	for _, r := range roots[1:] {
-		if r != roots[0] {
-			t.Errorf("concurrent Prepares gave %v", roots)
-		}
-	}
-	if roots[0] == "" {
-		return
-	}
-	entries, _ := os.ReadDir(filepath.Dir(roots[0]))
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	if !slices.Equal(names, []string{"image.json", "root.squashfs"}) {
-		t.Errorf("cache entry holds %v, want image.json and root.squashfs only", names)
-	}
 }

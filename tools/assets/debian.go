@@ -160,11 +160,14 @@ func runCmd(ctx context.Context, dir string, env []string, name string, args ...
 	return runCmdEnv(ctx, dir, append(os.Environ(), env...), name, args...)
 }
 
-// runCmdEnv runs a command in dir in the environment env, the whole of it.
+// runCmdEnv runs a command in dir in the environment env, the whole of
+// it. When ctx ends, the command and every process it started are
+// killed.
 func runCmdEnv(ctx context.Context, dir string, env []string, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
 	cmd.Env = env
+	inProcessGroup(cmd)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))

@@ -313,7 +313,8 @@ func missingOptions(fragment, config string) []string {
 
 // runLogged runs a long command in the environment env (the whole of it)
 // with its output in a log file, printing a progress line every 15
-// seconds and the log's tail when it fails.
+// seconds and the log's tail when it fails. When ctx ends, the command
+// and every process it started are killed.
 func runLogged(ctx context.Context, logPath string, env []string, what, name string, args ...string) error {
 	f, err := os.Create(logPath)
 	if err != nil {
@@ -322,6 +323,7 @@ func runLogged(ctx context.Context, logPath string, env []string, what, name str
 	defer f.Close()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = env
+	inProcessGroup(cmd)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	counted := make(chan int, 1)
@@ -353,6 +355,9 @@ func runLogged(ctx context.Context, logPath string, env []string, what, name str
 	for {
 		select {
 		case err := <-done:
+			if err != nil && ctx.Err() != nil {
+				return fmt.Errorf("%s %s stopped: %w", name, strings.Join(args, " "), context.Cause(ctx))
+			}
 			if err != nil {
 				tail, _ := tailFile(logPath, 30)
 				return fmt.Errorf("%s %s failed: %w\n--- last lines of %s ---\n%s", name, strings.Join(args, " "), err, logPath, tail)

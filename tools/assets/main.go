@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 )
 
 // Assets and arches the pipeline knows, in manifest order.
@@ -61,7 +62,9 @@ func main() {
 	if err := fs.Parse(os.Args[2:]); err != nil {
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	// A signal cancels ctx, which kills the commands running (make and
+	// the processes it started) before the tool exits.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, cmd, &o); err != nil {
 		fmt.Fprintf(os.Stderr, "assets %s: %v\n", cmd, err)
