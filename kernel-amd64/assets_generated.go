@@ -81,13 +81,13 @@ func BusyboxXZ() string { return busyboxXZ }
 // The agent: static ELF, version 0.2.0.
 const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
-	AgentSize = 3178622
+	AgentSize = 3190910
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "1ef65549cf1c21c1bf0f43d2d5384fa02c5efd8e980ad19577b87296f902f8f2"
+	AgentSHA256 = "d5a7755bb94751c835eca4e7f255b4248e3b1583df62ce43793cfc3592aa1212"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 1082452
+	AgentXZSize = 1085216
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "14073800f29c2d3e58762eee48c24723335d2dff3de2acb5f6d3662fc9bce328"
+	AgentXZSHA256 = "ca5fa20498e9fed08eed8479f8ee4c0d5eaf72438598c10a0593066871c26a0a"
 	// AgentVersion is the version.
 	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.

@@ -73,11 +73,11 @@ const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
 	AgentSize = 3145854
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "a79e51e219a8b977fb3eaee1418397ebe1b9f7f0ec80ebbf4e154ab8410a99a8"
+	AgentSHA256 = "3dc28cf208e11249a9e1c507022814eb4c14ae4e54e12ab49fe8fa7cb6ac4757"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 923652
+	AgentXZSize = 924832
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "af32c287ca4b5f26e1136f6631963ab2eadda23fdc7ec5995295214f05d2413e"
+	AgentXZSHA256 = "55ffc8b0e74777ce5939e81818785fe369712bd98b2d875becf7afec6f993dd8"
 	// AgentVersion is the version.
 	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.
