@@ -266,6 +266,9 @@ func openInRoot(rootFD int, path string) (int, error) {
 		if err == unix.EAGAIN && tries < 10 {
 			continue
 		}
+		if err == unix.ENOSYS {
+			return -1, fmt.Errorf("openat2 %s: the kernel has no openat2 (Linux 5.6 or newer has it): %w", path, err)
+		}
 		if err != nil {
 			return -1, &os.PathError{Op: "openat2", Path: path, Err: err}
 		}
