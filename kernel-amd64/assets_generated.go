@@ -83,11 +83,11 @@ const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
 	AgentSize = 3190910
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "d5a7755bb94751c835eca4e7f255b4248e3b1583df62ce43793cfc3592aa1212"
+	AgentSHA256 = "396ea1072c4ac09fc6206e30c812f32be4cd275116e5e5472edd5500248329a1"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 1085216
+	AgentXZSize = 1085244
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "ca5fa20498e9fed08eed8479f8ee4c0d5eaf72438598c10a0593066871c26a0a"
+	AgentXZSHA256 = "c6ba9098b7215b1eb98d04d6e12b3479ac7fa66a8cf68d90b131052d6e6c3356"
 	// AgentVersion is the version.
 	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.

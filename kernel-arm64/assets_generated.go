@@ -73,11 +73,11 @@ const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
 	AgentSize = 3145854
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "3dc28cf208e11249a9e1c507022814eb4c14ae4e54e12ab49fe8fa7cb6ac4757"
+	AgentSHA256 = "db9b55bf67c5fcac146fcd2c8639afd28b56d4f04853169bd86a2ab93b5fcade"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 924832
+	AgentXZSize = 925604
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "55ffc8b0e74777ce5939e81818785fe369712bd98b2d875becf7afec6f993dd8"
+	AgentXZSHA256 = "2cc75a17c7e1abd57fd64a02d6afe65ee3981d0ffda8ca2ea2e6fcb5ff9aff31"
 	// AgentVersion is the version.
 	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.
