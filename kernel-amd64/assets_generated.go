@@ -81,13 +81,13 @@ func BusyboxXZ() string { return busyboxXZ }
 // The agent: static ELF, version 0.2.0.
 const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
-	AgentSize = 3178622
+	AgentSize = 3190910
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "1ef65549cf1c21c1bf0f43d2d5384fa02c5efd8e980ad19577b87296f902f8f2"
+	AgentSHA256 = "396ea1072c4ac09fc6206e30c812f32be4cd275116e5e5472edd5500248329a1"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 1082452
+	AgentXZSize = 1085244
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "14073800f29c2d3e58762eee48c24723335d2dff3de2acb5f6d3662fc9bce328"
+	AgentXZSHA256 = "c6ba9098b7215b1eb98d04d6e12b3479ac7fa66a8cf68d90b131052d6e6c3356"
 	// AgentVersion is the version.
 	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.

@@ -73,11 +73,11 @@ const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
 	AgentSize = 3145854
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "a79e51e219a8b977fb3eaee1418397ebe1b9f7f0ec80ebbf4e154ab8410a99a8"
+	AgentSHA256 = "db9b55bf67c5fcac146fcd2c8639afd28b56d4f04853169bd86a2ab93b5fcade"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 923652
+	AgentXZSize = 925604
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "af32c287ca4b5f26e1136f6631963ab2eadda23fdc7ec5995295214f05d2413e"
+	AgentXZSHA256 = "2cc75a17c7e1abd57fd64a02d6afe65ee3981d0ffda8ca2ea2e6fcb5ff9aff31"
 	// AgentVersion is the version.
 	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.

@@ -164,36 +164,65 @@ func SetUp(ctx context.Context, cfg initconfig.Config) (freeInitramfs func(), er
 	if err := mount("overlay", newRootDir, "overlay", 0, opts); err != nil {
 		return nil, fmt.Errorf("overlay of %s: %w", cfg.Root, err)
 	}
-	for _, d := range []string{"dev", "proc", "sys", "run"} {
-		if err := unix.Mkdir(newRootDir+"/"+d, 0o755); err != nil && err != unix.EEXIST {
-			return nil, fmt.Errorf("the new root: %w", os.NewSyscallError("mkdir /"+d, err))
-		}
+	root, err := unix.Open(newRootDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("the new root: %w", os.NewSyscallError("open "+newRootDir, err))
 	}
-	for _, m := range cfg.Mounts {
-		if err := extraMount(ctx, m, wait); err != nil {
-			return nil, err
-		}
-	}
-	for _, m := range earlyMounts {
-		if err := mount(m.target, newRootDir+m.target, "", unix.MS_MOVE, ""); err != nil {
-			return nil, fmt.Errorf("moving %s into the new root: %w", m.target, err)
-		}
+	err = fillRoot(ctx, root, cfg.Mounts, wait)
+	unix.Close(root)
+	if err != nil {
+		return nil, err
 	}
 	return switchRoot(newRootDir)
 }
 
-// extraMount mounts m in the new root.
-func extraMount(ctx context.Context, m initconfig.Mount, wait time.Duration) error {
+// fillRoot makes the mount points /dev, /proc, /sys and /run in the new
+// root (the directory rootFD), mounts the extra mounts and moves the
+// early mounts into it. Every path is resolved inside the new root, as
+// the guest will see it once it is the root.
+func fillRoot(ctx context.Context, rootFD int, mounts []initconfig.Mount, wait time.Duration) error {
+	points := map[string]int{}
+	defer func() {
+		for _, fd := range points {
+			unix.Close(fd)
+		}
+	}()
+	for _, d := range []string{"/dev", "/proc", "/sys", "/run"} {
+		fd, err := mkdirInRoot(rootFD, d)
+		if err != nil {
+			return fmt.Errorf("the new root: %w", err)
+		}
+		points[d] = fd
+	}
+	for _, m := range mounts {
+		if err := extraMount(ctx, rootFD, m, wait); err != nil {
+			return err
+		}
+	}
+	for _, m := range earlyMounts {
+		// move_mount, not mount --move to /proc/self/fd/N: /proc is one
+		// of the mounts that move.
+		if err := unix.MoveMount(unix.AT_FDCWD, m.target, points[m.target], "", unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+			return fmt.Errorf("moving %s into the new root: %w", m.target, os.NewSyscallError("move_mount", err))
+		}
+	}
+	return nil
+}
+
+// extraMount mounts m in the new root, the directory rootFD.
+func extraMount(ctx context.Context, rootFD int, m initconfig.Mount, wait time.Duration) error {
 	what := fmt.Sprintf("mount %s:%s:%s", m.Source, m.Target, m.FSType)
 	if strings.HasPrefix(m.Source, "/dev/") {
 		if err := waitDevice(ctx, "mount source", m.Source, wait); err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 	}
-	target := filepath.Join(newRootDir, m.Target)
-	if err := os.MkdirAll(target, 0o755); err != nil {
+	dir, err := mkdirInRoot(rootFD, m.Target)
+	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
+	defer unix.Close(dir)
+	target := fdPath(dir)
 	flags, data := MountOptions(m.Options)
 	if m.FSType == "bind" {
 		if err := mount(m.Source, target, "", unix.MS_BIND|flags&unix.MS_REC, ""); err != nil {
@@ -201,7 +230,14 @@ func extraMount(ctx context.Context, m initconfig.Mount, wait time.Duration) err
 		}
 		// A bind mount takes its flags (ro, nosuid, …) from a remount.
 		if rest := flags &^ (unix.MS_BIND | unix.MS_REC); rest != 0 {
-			if err := mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|rest, ""); err != nil {
+			// dir is the directory under the new mount; looked up again,
+			// the target leads to the mount on top.
+			top, err := openInRoot(rootFD, m.Target)
+			if err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			defer unix.Close(top)
+			if err := mount("", fdPath(top), "", unix.MS_REMOUNT|unix.MS_BIND|rest, ""); err != nil {
 				return fmt.Errorf("%s: options %q: %w", what, m.Options, err)
 			}
 		}
@@ -211,6 +247,91 @@ func extraMount(ctx context.Context, m initconfig.Mount, wait time.Duration) err
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
+}
+
+// inRoot resolves a path as a process chrooted into the directory it
+// starts from would: absolute symbolic links start over at that
+// directory and ".." stops there. Magic links (/proc/self/root, …) are
+// refused: they could lead anywhere.
+const inRoot = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS
+
+// openInRoot opens the directory path, resolved inside the tree of the
+// directory rootFD (inRoot), as an O_PATH descriptor.
+func openInRoot(rootFD int, path string) (int, error) {
+	how := &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: inRoot}
+	for tries := 0; ; tries++ {
+		fd, err := unix.Openat2(rootFD, path, how)
+		// EAGAIN: a rename or mount elsewhere raced with a ".." of the
+		// lookup; the kernel asks for a retry.
+		if err == unix.EAGAIN && tries < 10 {
+			continue
+		}
+		if err == unix.ENOSYS {
+			return -1, fmt.Errorf("openat2 %s: the kernel has no openat2 (Linux 5.6 or newer has it): %w", path, err)
+		}
+		if err != nil {
+			return -1, &os.PathError{Op: "openat2", Path: path, Err: err}
+		}
+		return fd, nil
+	}
+}
+
+// mkdirInRoot makes the directory path and its missing parents (mode
+// 0755) in the tree of the directory rootFD, resolving every component
+// inside that tree (inRoot): a symbolic link in the tree, absolute or
+// full of "..", leads where it would for a process chrooted into it,
+// never out of the tree. It returns an O_PATH descriptor of the
+// directory.
+func mkdirInRoot(rootFD int, path string) (int, error) {
+	dir, err := openInRoot(rootFD, ".")
+	if err != nil {
+		return -1, err
+	}
+	walked := ""
+	for _, name := range strings.Split(path, "/") {
+		if name == "" || name == "." {
+			continue
+		}
+		walked += "/" + name
+		next, err := openInRoot(rootFD, walked)
+		if errors.Is(err, unix.ENOENT) {
+			// dir is where walked's parent resolved to, and name is
+			// missing there (or a symbolic link to something missing).
+			if err := unix.Mkdirat(dir, name, 0o755); err != nil && err != unix.EEXIST {
+				unix.Close(dir)
+				return -1, &os.PathError{Op: "mkdir", Path: walked, Err: err}
+			}
+			next, err = openInRoot(rootFD, walked)
+			if errors.Is(err, unix.ENOENT) {
+				if link, lerr := readlinkat(dir, name); lerr == nil {
+					err = &os.PathError{Op: "mkdir", Path: walked, Err: fmt.Errorf("a symbolic link to %s, which is missing: %w", link, unix.ENOENT)}
+				}
+			}
+		}
+		unix.Close(dir)
+		if err != nil {
+			return -1, err
+		}
+		dir = next
+	}
+	return dir, nil
+}
+
+// readlinkat returns the target of the symbolic link name in the
+// directory dirFD.
+func readlinkat(dirFD int, name string) (string, error) {
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(dirFD, name, buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
+}
+
+// fdPath is a path that leads to what the descriptor fd is open on,
+// for calls that take a path.
+func fdPath(fd int) string {
+	return fmt.Sprintf("/proc/self/fd/%d", fd)
 }
 
 // mountFlag returns the mount(2) flag of a mount(8) option that is a

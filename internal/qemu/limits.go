@@ -13,10 +13,17 @@ import (
 // Limits are the guest sizes a boot accepts for an arch.
 type Limits struct {
 	// MinMemoryMiB is the least memory the bundled kernel and agent
-	// initramfs boot to a ready agent in, measured under TCG
-	// (supermachine-kernel boot -kvm off -mem N -- true on amd64, and
+	// initramfs (the Go agent as init) boot to a ready agent in,
+	// measured under TCG in 2 MiB steps (supermachine-kernel boot -kvm
+	// off [-arch arm64] -mem N -- true on the default busybox root, and
 	// vmexec -kvm off -mem N of a binary of each arch): amd64 boots with
-	// 50 MiB and not 48, arm64 with 48 and not 44.
+	// 50 MiB and not 48, arm64 with 48 and not 46. The edge is where
+	// the guest's MemTotal passes 32 MiB: the agent's Go runtime maps a
+	// 32 MiB heap arena index at start, and the kernel's default
+	// overcommit heuristic refuses a mapping larger than all RAM ("out
+	// of memory allocating heap arena map", then a panic as init
+	// exits). A few MiB lower the kernel panics before init ("System is
+	// deadlocked on memory").
 	MinMemoryMiB int
 	// MaxMemoryMiB is QEMU's limit for the machine (1 TiB here).
 	MaxMemoryMiB int
