@@ -354,6 +354,26 @@ func TestConnectAgentRetriesStalledHandshake(t *testing.T) {
 	}
 }
 
+// A handshake unanswered after the guest opened the agent's port is tried
+// again on a new connection within portAnswer, however long the silence
+// deadline: the guest missed that the host side is connected.
+func TestConnectAgentRetriesUnansweredOpenPort(t *testing.T) {
+	fakeHost(t)
+	var n notes
+	c := fakeConfig(t, "stuck-once-port", "off", &n)
+	c.Deadlines = Deadlines{Silence: time.Minute}
+	_, took, err := bootFake(t, c)
+	if err != nil {
+		t.Fatalf("boot: %v", err)
+	}
+	if took < portAnswer.Initial || took > portAnswer.Initial+2*time.Second {
+		t.Errorf("connected after %s, want a retry after about %s", took, portAnswer.Initial)
+	}
+	if !strings.Contains(n.String(), "connecting to it again") {
+		t.Errorf("the retry was not reported: %q", n.String())
+	}
+}
+
 func TestKVMAccessHint(t *testing.T) {
 	for group, want := range map[string]string{"kvm": "join the group kvm", "root": "only root may use it here", "": "usermod -aG kvm"} {
 		if got := kvmAccessHint(group); !strings.Contains(got, want) {

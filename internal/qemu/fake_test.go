@@ -32,6 +32,9 @@ import (
 //	boots           prints a console line and serves the agent protocol on
 //	                the agent socket, like a guest whose agent is ready
 //	stuck-once      boots, but never answers the first connection
+//	stuck-once-port the same, and says on QMP that the guest opened the
+//	                agent's port (VSERPORT_CHANGE) once the first
+//	                connection is in
 //	chatty          boots after printing 5×ConsoleLines lines on the
 //	                console and on stderr
 const fakePrefix = "fake-qemu:"
@@ -105,18 +108,25 @@ func fakeQEMU(mode string, args []string) int {
 			return 1
 		}
 		fmt.Println("supermachine-agent fake ready (serial supermachine.agent) uptime=0.100s")
-		if mode == "stuck-once" {
+		if strings.HasPrefix(mode, "stuck-once") {
 			// The first connection is accepted and never answered.
 			held, err := l.Accept()
 			if err != nil {
 				return 1
 			}
 			defer held.Close()
+			if mode == "stuck-once-port" {
+				close(fakePortOpened)
+			}
 		}
 		serveFakeAgent(l)
 	}
 	select {}
 }
+
+// fakePortOpened, closed, makes the fake QEMU send the event of the guest
+// opening the agent's port.
+var fakePortOpened = make(chan struct{})
 
 // serveFakeQMP answers QMP on path: the greeting, qmp_capabilities and
 // query-status, and a STOP event when stop closes.
@@ -154,6 +164,10 @@ func serveFakeQMPConn(conn net.Conn, status *atomic.Value, stop <-chan struct{})
 		go func() {
 			<-stop
 			send(map[string]any{"event": "STOP", "timestamp": map[string]int{"seconds": 0}})
+		}()
+		go func() {
+			<-fakePortOpened
+			send(map[string]any{"event": "VSERPORT_CHANGE", "data": map[string]any{"id": agentPortID, "open": true}, "timestamp": map[string]int{"seconds": 0}})
 		}()
 	}
 	dec := json.NewDecoder(conn)

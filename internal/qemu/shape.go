@@ -179,7 +179,7 @@ func (c Config) deviceArgs(arch string) []string {
 		}
 		a = append(a,
 			"-chardev", "socket,id=agent,path="+OptValue(c.AgentSocket)+",server=on,wait=off",
-			"-device", "virtserialport,bus="+bus+",chardev=agent,name="+AgentPortName)
+			"-device", "virtserialport,bus="+bus+",chardev=agent,name="+AgentPortName+",id="+agentPortID)
 	}
 	if c.Net {
 		a = append(a, "-netdev", "user,id=net0", "-device", dev("net")+",netdev=net0")

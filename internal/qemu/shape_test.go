@@ -60,7 +60,7 @@ func TestShapeArgs(t *testing.T) {
 			[]string{"virtio-blk-pci,disable-legacy=on,drive=disk0", "virtio-net-pci,disable-legacy=on,netdev=net0"},
 			[]string{"-device,"}, "console=ttyAMA0 panic=-1"},
 		{"arm64", ShapeVirtualization, "virt",
-			[]string{"none", "virtconsole,bus=vser0.0,nr=0,chardev=console", "virtserialport,bus=vser0.0,chardev=agent,name=" + AgentPortName,
+			[]string{"none", "virtconsole,bus=vser0.0,nr=0,chardev=console", "virtserialport,bus=vser0.0,chardev=agent,name=" + AgentPortName + ",id=" + agentPortID,
 				"virtio-blk-pci,disable-legacy=on,drive=disk0"},
 			[]string{"-device,", "pl011"}, "console=hvc0 panic=-1"},
 	} {

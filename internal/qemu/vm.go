@@ -140,7 +140,23 @@ type VM struct {
 	stopOnce   sync.Once
 	stopped    chan struct{}
 	stopStatus atomic.Value // string: the run state QEMU stopped the VM in
+
+	// agentPortOpened is when the guest last opened the agent's port
+	// (Unix nanoseconds; 0: not yet), from QEMU's VSERPORT_CHANGE event.
+	agentPortOpened atomic.Int64
 }
+
+// agentPortID is the QEMU device id of the agent's virtio-serial port,
+// which QEMU's VSERPORT_CHANGE events name.
+const agentPortID = "agentport"
+
+// portAnswer is how long a handshake may go unanswered after the guest
+// opened the agent's port before the connection is made again, doubling
+// at each try. The agent answers in milliseconds once its port is open;
+// an unanswered handshake then means the guest missed that the host side
+// is connected (its write waits for it), which a new connection tells it
+// again.
+var portAnswer = poll.Backoff{Initial: 500 * time.Millisecond, Max: 8 * time.Second}
 
 // Start starts QEMU and waits until the guest has printed its first
 // console output, which proves that the accelerator runs it; in auto mode
@@ -342,6 +358,13 @@ func (vm *VM) watchEvents(events <-chan qmp.Event) {
 		switch ev.Event {
 		case "GUEST_PANICKED":
 			vm.markStopped("guest-panicked")
+		case "VSERPORT_CHANGE":
+			// The guest opened or closed a virtio-serial port.
+			if id, _ := ev.Data["id"].(string); id == agentPortID {
+				if open, _ := ev.Data["open"].(bool); open {
+					vm.agentPortOpened.Store(time.Now().UnixNano())
+				}
+			}
 		case "STOP":
 			go func() {
 				status := "paused"
@@ -470,12 +493,14 @@ func (vm *VM) ConnectAgent(ctx context.Context) (*agent.Client, error) {
 	var clErr error
 	go func() {
 		defer close(ready)
-		// A handshake that hangs while the guest is silent (its agent
-		// printed its ready line, then nothing) is given up and tried
-		// again on a new connection; the agent ends a stale serial
-		// session when a new hello arrives. The phase deadline still
-		// bounds the whole wait.
+		// A handshake that hangs once the guest has opened the agent's
+		// port (see portAnswer), or while the guest is silent (its
+		// agent printed its ready line, then nothing), is given up and
+		// tried again on a new connection; the agent ends a stale
+		// serial session when a new hello arrives. The phase deadline
+		// still bounds the whole wait.
 		retryAfter := vm.dl.Silence / 4
+		answer := portAnswer
 		for {
 			actx, acancel := context.WithCancel(hctx)
 			conn, err := vm.dialAgentSocket(actx)
@@ -486,6 +511,7 @@ func (vm *VM) ConnectAgent(ctx context.Context) (*agent.Client, error) {
 			}
 			stalled := make(chan struct{})
 			done := make(chan struct{})
+			wait := answer.Next()
 			go func() {
 				tick := time.NewTicker(100 * time.Millisecond)
 				defer tick.Stop()
@@ -496,7 +522,10 @@ func (vm *VM) ConnectAgent(ctx context.Context) (*agent.Client, error) {
 						return
 					case <-tick.C:
 						last, ok := vm.console.last()
-						if ok && time.Since(last) > retryAfter && time.Since(start) > retryAfter {
+						silent := ok && time.Since(last) > retryAfter && time.Since(start) > retryAfter
+						opened := vm.agentPortOpened.Load()
+						unanswered := opened != 0 && time.Since(time.Unix(0, opened)) > wait && time.Since(start) > wait
+						if silent || unanswered {
 							close(stalled)
 							acancel()
 							return
@@ -518,6 +547,9 @@ func (vm *VM) ConnectAgent(ctx context.Context) (*agent.Client, error) {
 			select {
 			case <-stalled:
 				if hctx.Err() == nil {
+					if vm.cfg.Progress != nil {
+						vm.cfg.Progress("the agent did not answer the handshake: connecting to it again")
+					}
 					continue
 				}
 			default:
