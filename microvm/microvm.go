@@ -624,6 +624,17 @@ func (c Config) normalize() (Config, error) {
 
 // regularFile checks that path is a readable regular file.
 func regularFile(path string) error {
+	return checkOpened(path, func(_ *os.File, st os.FileInfo) error {
+		if !st.Mode().IsRegular() {
+			return fmt.Errorf("%s is not a regular file", path)
+		}
+		return nil
+	})
+}
+
+// checkOpened opens path for reading, as the VMM or a daemon will, and
+// runs check on it.
+func checkOpened(path string, check func(*os.File, os.FileInfo) error) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -633,10 +644,7 @@ func regularFile(path string) error {
 	if err != nil {
 		return err
 	}
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", path)
-	}
-	return nil
+	return check(f, st)
 }
 
 // Limits are the guest sizes Start accepts for an arch (MemoryMiB, CPUs).

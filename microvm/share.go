@@ -85,22 +85,15 @@ func shareableDir(dir string) error {
 	if strings.ContainsRune(dir, 0) {
 		return fmt.Errorf("%q: a path with a NUL byte", dir)
 	}
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if !st.IsDir() {
-		return fmt.Errorf("%s is not a directory", dir)
-	}
-	if _, err := f.Readdirnames(1); err != nil && err != io.EOF {
-		return fmt.Errorf("%s cannot be listed: %w", dir, err)
-	}
-	return nil
+	return checkOpened(dir, func(f *os.File, st os.FileInfo) error {
+		if !st.IsDir() {
+			return fmt.Errorf("%s is not a directory", dir)
+		}
+		if _, err := f.Readdirnames(1); err != nil && err != io.EOF {
+			return fmt.Errorf("%s cannot be listed: %w", dir, err)
+		}
+		return nil
+	})
 }
 
 // absDir is dir made absolute, with its symbolic links resolved:
