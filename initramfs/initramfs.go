@@ -37,6 +37,8 @@
 //	supermachine.root=DEV            root image device (default /dev/vda)
 //	supermachine.rootfstype=TYPE     squashfs (default), ext4, or virtiofs or 9p
 //	                                 (then supermachine.root is the share's tag)
+//	supermachine.rootoptions=OPTS    mount -o options of the root, e.g.
+//	                                 trans=virtio,msize=524288 for 9p
 //	supermachine.overlay_size=SIZE   tmpfs upper size, e.g. 256m (default 50%)
 //	supermachine.upper=DEV           writable block device as the upper layer
 //	supermachine.upperfstype=TYPE    its filesystem (default ext4)
@@ -87,6 +89,7 @@ type Mount struct {
 type Settings struct {
 	Root        string  // root image device; default /dev/vda
 	RootFSType  string  // squashfs (default), ext4, or virtiofs or 9p (Root is then the tag)
+	RootOptions string  // mount -o options of the root, e.g. a 9p root's msize; optional
 	OverlaySize string  // tmpfs upper size (tmpfs size= syntax); default 50%
 	Upper       string  // writable block device for the upper layer; default: tmpfs
 	UpperFSType string  // filesystem of Upper; default ext4
@@ -126,7 +129,7 @@ var ErrBadSetting = initconfig.ErrBadSetting
 // config is s as the init's settings file holds it.
 func (s Settings) config() (initconfig.Config, error) {
 	c := initconfig.Config{
-		Root: s.Root, RootFSType: s.RootFSType, OverlaySize: s.OverlaySize,
+		Root: s.Root, RootFSType: s.RootFSType, RootOptions: s.RootOptions, OverlaySize: s.OverlaySize,
 		Upper: s.Upper, UpperFSType: s.UpperFSType, RootWait: s.RootWait,
 		AgentArgs: s.AgentArgs, Rescue: s.Rescue,
 	}

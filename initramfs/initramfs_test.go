@@ -113,7 +113,7 @@ func TestDeterministic(t *testing.T) {
 // decoder reads back what Build wrote.
 func TestSettingsFile(t *testing.T) {
 	o := testOptions()
-	o.Root, o.RootFSType, o.OverlaySize, o.RootWait = "/dev/vdc", "ext4", "64m", 2
+	o.Root, o.RootFSType, o.RootOptions, o.OverlaySize, o.RootWait = "/dev/vdc", "ext4", "noatime", "64m", 2
 	o.Mounts = []Mount{
 		{Source: "/dev/vdb", Target: "/data", FSType: "ext4", Options: "noatime,ro"},
 		{Source: "/lower/home/a b'$(reboot)", Target: "/mnt/it's here; *", FSType: "bind"},
@@ -129,7 +129,7 @@ func TestSettingsFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := initconfig.Config{Root: "/dev/vdc", RootFSType: "ext4", OverlaySize: "64m", RootWait: 2,
+	want := initconfig.Config{Root: "/dev/vdc", RootFSType: "ext4", RootOptions: "noatime", OverlaySize: "64m", RootWait: 2,
 		Mounts: []initconfig.Mount{
 			{Source: "/dev/vdb", Target: "/data", FSType: "ext4", Options: "noatime,ro"},
 			{Source: "/lower/home/a b'$(reboot)", Target: "/mnt/it's here; *", FSType: "bind"},

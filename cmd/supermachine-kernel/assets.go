@@ -93,6 +93,7 @@ func cmdExtract(ctx context.Context, args []string, stdout, stderr io.Writer) er
 func initramfsFlags(fs *flag.FlagSet, o *initramfs.Options, mounts, agentArgs *multiFlag) {
 	fs.StringVar(&o.Root, "root-device", "/dev/vda", "root image device in the guest")
 	fs.StringVar(&o.RootFSType, "rootfstype", "", "root image filesystem: squashfs or ext4 (default squashfs; boot detects it)")
+	fs.StringVar(&o.RootOptions, "rootoptions", "", "mount options of the root image (mount -o syntax)")
 	fs.StringVar(&o.OverlaySize, "overlay-size", "50%", "size of the tmpfs upper layer (tmpfs size= syntax)")
 	fs.StringVar(&o.Upper, "upper", "", "writable block device for the upper layer instead of tmpfs")
 	fs.StringVar(&o.UpperFSType, "upperfstype", "ext4", "filesystem of -upper")

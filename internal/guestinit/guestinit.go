@@ -134,8 +134,9 @@ func SetUp(ctx context.Context, cfg initconfig.Config) (freeInitramfs func(), er
 			return nil, err
 		}
 	}
-	if err := mount(cfg.Root, lowerDir, cfg.RootFSType, rootFlags, ""); err != nil {
-		return nil, fmt.Errorf("%w (supermachine.root, supermachine.rootfstype)", err)
+	flags, data := MountOptions(cfg.RootOptions)
+	if err := mount(cfg.Root, lowerDir, cfg.RootFSType, rootFlags|flags, data); err != nil {
+		return nil, fmt.Errorf("%w (supermachine.root, supermachine.rootfstype, supermachine.rootoptions)", err)
 	}
 	if cfg.Upper != "" {
 		if err := waitDevice(ctx, "upper device", cfg.Upper, wait); err != nil {

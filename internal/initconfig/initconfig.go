@@ -57,6 +57,7 @@ type Mount struct {
 type Config struct {
 	Root        string   // root device, or the share's tag for virtiofs and 9p
 	RootFSType  string   // squashfs, ext4, virtiofs, 9p
+	RootOptions string   // mount(8) -o options of the root, e.g. a 9p msize
 	OverlaySize string   // tmpfs size= of the upper layer
 	Upper       string   // writable block device for the upper layer
 	UpperFSType string   // its filesystem
@@ -84,6 +85,7 @@ func (c *Config) Merge(o Config) {
 	}
 	set(&c.Root, o.Root)
 	set(&c.RootFSType, o.RootFSType)
+	set(&c.RootOptions, o.RootOptions)
 	set(&c.OverlaySize, o.OverlaySize)
 	set(&c.Upper, o.Upper)
 	set(&c.UpperFSType, o.UpperFSType)
@@ -205,6 +207,8 @@ func (c *Config) set(name string, vals []string) error {
 		c.Root = v
 	case "rootfstype":
 		c.RootFSType = v
+	case "rootoptions":
+		c.RootOptions = v
 	case "overlay_size":
 		c.OverlaySize = v
 	case "upper":
@@ -267,7 +271,7 @@ func Encode(c Config) ([]byte, error) {
 		b.WriteByte('\n')
 	}
 	for _, f := range []struct{ name, v string }{
-		{"root", c.Root}, {"rootfstype", c.RootFSType}, {"overlay_size", c.OverlaySize},
+		{"root", c.Root}, {"rootfstype", c.RootFSType}, {"rootoptions", c.RootOptions}, {"overlay_size", c.OverlaySize},
 		{"upper", c.Upper}, {"upperfstype", c.UpperFSType},
 	} {
 		if f.v != "" {
@@ -291,7 +295,7 @@ func Encode(c Config) ([]byte, error) {
 
 // InitParams are the init's parameter names on the kernel command line,
 // after [CmdlinePrefix]. The agent reads the others (see its README).
-var InitParams = []string{"root", "rootfstype", "overlay_size", "upper", "upperfstype", "rootwait", "mount", "rescue"}
+var InitParams = []string{"root", "rootfstype", "rootoptions", "overlay_size", "upper", "upperfstype", "rootwait", "mount", "rescue"}
 
 // A CmdlineError is a malformed init parameter on the kernel command
 // line; it names the parameter.
@@ -320,7 +324,7 @@ func FromCmdline(params []Param) (Config, error) {
 			return &CmdlineError{Param: p.Key + "=" + p.Value, Err: err}
 		}
 		switch name {
-		case "root", "rootfstype", "overlay_size", "upper", "upperfstype":
+		case "root", "rootfstype", "rootoptions", "overlay_size", "upper", "upperfstype":
 			if p.Value == "" {
 				return Config{}, bad(fmt.Errorf("%w: empty value", ErrBadSetting))
 			}
@@ -330,6 +334,8 @@ func FromCmdline(params []Param) (Config, error) {
 				one.Root = p.Value
 			case "rootfstype":
 				one.RootFSType = p.Value
+			case "rootoptions":
+				one.RootOptions = p.Value
 			case "overlay_size":
 				one.OverlaySize = p.Value
 			case "upper":

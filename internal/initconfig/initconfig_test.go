@@ -18,13 +18,13 @@ func TestSplitCmdline(t *testing.T) {
 }
 
 func TestFromCmdline(t *testing.T) {
-	c, err := FromCmdline(SplitCmdline(`supermachine.root=/dev/vdb supermachine.rootfstype=ext4 supermachine.overlay_size=1g ` +
+	c, err := FromCmdline(SplitCmdline(`supermachine.root=/dev/vdb supermachine.rootfstype=ext4 supermachine.rootoptions=noatime,data=ordered supermachine.overlay_size=1g ` +
 		`supermachine.rootwait=3 supermachine.mount=/dev/vdc:/data:ext4:ro,noatime "supermachine.mount=/lower/a b:/a b:bind" ` +
 		`supermachine.rescue supermachine.vsock_port=5 supermachine.frobnicate=1 root=/dev/sda`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{Root: "/dev/vdb", RootFSType: "ext4", OverlaySize: "1g", RootWait: 3, Rescue: true,
+	want := Config{Root: "/dev/vdb", RootFSType: "ext4", RootOptions: "noatime,data=ordered", OverlaySize: "1g", RootWait: 3, Rescue: true,
 		Mounts: []Mount{{"/dev/vdc", "/data", "ext4", "ro,noatime"}, {"/lower/a b", "/a b", "bind", ""}}}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("got %+v\nwant %+v", c, want)
@@ -89,7 +89,7 @@ func TestMergeAndCodec(t *testing.T) {
 
 // Any byte goes through a settings file: blanks, quotes, newlines.
 func TestCodecAnyBytes(t *testing.T) {
-	c := Config{Root: "tag with \"quotes\"\nand a newline", RootFSType: "virtiofs", Rescue: true,
+	c := Config{Root: "tag with \"quotes\"\nand a newline", RootFSType: "virtiofs", RootOptions: "a,b=\"c d\"", Rescue: true,
 		Mounts:    []Mount{{"/lower/a b:c", "/a b:c $(reboot)", "bind", "ro"}},
 		AgentArgs: []string{"-debug", "`x` 'y' \\ z"}}
 	b, err := Encode(c)
