@@ -83,11 +83,11 @@ const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
 	AgentSize = 3190910
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "396ea1072c4ac09fc6206e30c812f32be4cd275116e5e5472edd5500248329a1"
+	AgentSHA256 = "d7b7f71f3d772dcbd1a2eed5b7d07fe07467eced99004ff279a84f4ea0ed3085"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 1085244
+	AgentXZSize = 1085476
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "c6ba9098b7215b1eb98d04d6e12b3479ac7fa66a8cf68d90b131052d6e6c3356"
+	AgentXZSHA256 = "933b8225c3bb510c83e583872eae97aa0c9d521d34ec491ed691acc2c688a9f7"
 	// AgentVersion is the version.
 	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.

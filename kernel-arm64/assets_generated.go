@@ -73,11 +73,11 @@ const (
 	// AgentSize is the decoded size of supermachine-agent.xz in bytes.
 	AgentSize = 3145854
 	// AgentSHA256 is the SHA-256 of the decoded agent, in hex.
-	AgentSHA256 = "db9b55bf67c5fcac146fcd2c8639afd28b56d4f04853169bd86a2ab93b5fcade"
+	AgentSHA256 = "f01338f77d549025e99291b1d6ff7cc8a025aa0049beec0558b361ba08e3b8e2"
 	// AgentXZSize is the size of supermachine-agent.xz as embedded.
-	AgentXZSize = 925604
+	AgentXZSize = 924636
 	// AgentXZSHA256 is the SHA-256 of supermachine-agent.xz as embedded, in hex.
-	AgentXZSHA256 = "2cc75a17c7e1abd57fd64a02d6afe65ee3981d0ffda8ca2ea2e6fcb5ff9aff31"
+	AgentXZSHA256 = "d2ecf9c66babd821915b9299a5a9a330a9f6abd1150e8d6e0ab236816a3f6d5c"
 	// AgentVersion is the version.
 	AgentVersion = "0.2.0"
 	// AgentFormat is the file format.
