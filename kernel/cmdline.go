@@ -85,14 +85,21 @@ type CommandLineOptions struct {
 // with on the machine o describes, followed by extra. The zero options
 // give, on amd64 and arm64:
 //
-//	console=ttyS0 reboot=t panic=-1 quiet dummy.numdummies=0
+//	console=ttyS0 reboot=t no_timer_check panic=-1 quiet dummy.numdummies=0
 //	console=ttyAMA0 panic=-1 quiet dummy.numdummies=0
 //
 // The console is the first UART (8250 on x86-64, PL011 on QEMU virt), or
 // hvc0 on ShapeVirtioConsole. A panic reboots at once, and reboot=t (a
 // triple fault) works on every x86-64 VMM, with or without ACPI, so a
 // guest that fails or powers off without ACPI ends its VM (run QEMU with
-// -no-reboot). The kernel prints only warnings and errors unless
+// -no-reboot). On x86-64, no_timer_check skips the boot-time test that
+// the PIT's interrupt reaches the CPU through the IO-APIC: the test
+// counts timer ticks in a window of about 60 ms of TSC time, and a vCPU
+// or an emulator thread that the host does not schedule for that long
+// fails it three times over and panics ("IO-APIC + timer doesn't work!").
+// The kernel skips the test itself when it finds KVM or Hyper-V; the word
+// is for guests that see no hypervisor signature: QEMU's software
+// emulation and Hypervisor.framework. The kernel prints only warnings and errors unless
 // o.Verbose, and dummy.numdummies=0 spares the boot the dummy0 interface
 // the built-in dummy driver would otherwise create (ip link add still
 // makes them). The words in extra come last, so they win: loglevel=7 or
@@ -124,7 +131,7 @@ func CommandLine(o CommandLineOptions, extra ...string) string {
 	}
 	p := []string{"console=" + console}
 	if arch == "amd64" {
-		p = append(p, "reboot=t")
+		p = append(p, "reboot=t", "no_timer_check")
 		if o.Emulated {
 			khz := o.TSCKHz
 			if khz == 0 {

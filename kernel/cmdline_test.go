@@ -17,15 +17,15 @@ func TestCommandLine(t *testing.T) {
 		extra []string
 		want  string
 	}{
-		{O{Arch: "amd64"}, nil, "console=ttyS0 reboot=t panic=-1 quiet dummy.numdummies=0"},
+		{O{Arch: "amd64"}, nil, "console=ttyS0 reboot=t no_timer_check panic=-1 quiet dummy.numdummies=0"},
 		{O{Arch: "arm64"}, nil, "console=ttyAMA0 panic=-1 quiet dummy.numdummies=0"},
-		{O{Arch: "amd64", Shape: kernel.ShapePCI}, nil, "console=ttyS0 reboot=t panic=-1 quiet dummy.numdummies=0"},
+		{O{Arch: "amd64", Shape: kernel.ShapePCI}, nil, "console=ttyS0 reboot=t no_timer_check panic=-1 quiet dummy.numdummies=0"},
 		{O{Arch: "arm64", Shape: kernel.ShapePCI}, nil, "console=ttyAMA0 panic=-1 quiet dummy.numdummies=0"},
 		{O{Arch: "arm64", Shape: kernel.ShapeVirtioConsole}, nil, "console=hvc0 panic=-1 quiet dummy.numdummies=0"},
-		{O{Arch: "amd64", Shape: kernel.ShapeVirtioConsole}, nil, "console=hvc0 reboot=t panic=-1 quiet dummy.numdummies=0"},
+		{O{Arch: "amd64", Shape: kernel.ShapeVirtioConsole}, nil, "console=hvc0 reboot=t no_timer_check panic=-1 quiet dummy.numdummies=0"},
 		{O{Arch: "arm64", Console: "ttyS0"}, nil, "console=ttyS0 panic=-1 quiet dummy.numdummies=0"},
 		{O{Arch: "amd64", Emulated: true, TSCKHz: 2100000}, []string{"supermachine.debug=1"},
-			"console=ttyS0 reboot=t tsc_early_khz=2100000 noapictimer tsc=reliable panic=-1 quiet dummy.numdummies=0 supermachine.debug=1"},
+			"console=ttyS0 reboot=t no_timer_check tsc_early_khz=2100000 noapictimer tsc=reliable panic=-1 quiet dummy.numdummies=0 supermachine.debug=1"},
 		// Verbose leaves quiet out; the user's words come last and win.
 		{O{Arch: "arm64", Verbose: true}, []string{"dummy.numdummies=1"},
 			"console=ttyAMA0 panic=-1 dummy.numdummies=0 dummy.numdummies=1"},

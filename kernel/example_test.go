@@ -125,7 +125,7 @@ func ExampleCommandLine() {
 	fmt.Println(kernel.CommandLine(kernel.CommandLineOptions{Arch: "amd64", Emulated: true, TSCKHz: 3000000}))
 	// Output:
 	// console=hvc0 panic=-1 quiet dummy.numdummies=0 supermachine.vsock_port=1024
-	// console=ttyS0 reboot=t tsc_early_khz=3000000 noapictimer tsc=reliable panic=-1 quiet dummy.numdummies=0
+	// console=ttyS0 reboot=t no_timer_check tsc_early_khz=3000000 noapictimer tsc=reliable panic=-1 quiet dummy.numdummies=0
 }
 
 // The kernel file to hand a VMM that loads an uncompressed kernel, such as

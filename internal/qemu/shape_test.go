@@ -107,6 +107,9 @@ func TestShapeArgs(t *testing.T) {
 			if c.arch == "amd64" && !strings.Contains(cl, " noapictimer ") {
 				t.Errorf("-append %q: emulated amd64 lacks noapictimer", cl)
 			}
+			if c.arch == "amd64" && !strings.Contains(cl, " no_timer_check ") {
+				t.Errorf("-append %q: amd64 lacks no_timer_check", cl)
+			}
 		})
 	}
 }
