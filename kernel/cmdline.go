@@ -99,10 +99,10 @@ type CommandLineOptions struct {
 // fails it three times over and panics ("IO-APIC + timer doesn't work!").
 // The kernel skips the test itself when it finds KVM or Hyper-V; the word
 // is for guests that see no hypervisor signature: QEMU's software
-// emulation and Hypervisor.framework. The kernel prints only warnings and errors unless
-// o.Verbose, and dummy.numdummies=0 spares the boot the dummy0 interface
-// the built-in dummy driver would otherwise create (ip link add still
-// makes them). The words in extra come last, so they win: loglevel=7 or
+// emulation and Hypervisor.framework. The kernel prints only warnings and
+// errors unless o.Verbose, and dummy.numdummies=0 spares the boot the
+// dummy0 interface the built-in dummy driver would otherwise create (ip
+// link add still makes them). The words in extra come last, so they win: loglevel=7 or
 // dummy.numdummies=1 there undo the defaults.
 //
 // Devices: on ShapeMMIO the VMM describes virtio-mmio devices, in the
