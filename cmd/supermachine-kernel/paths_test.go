@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/supermachine-go/supermachine-kernel/internal/bootfiles"
 	"github.com/supermachine-go/supermachine-kernel/internal/qemu"
 	"github.com/supermachine-go/supermachine-kernel/kernel"
 )
@@ -64,4 +65,14 @@ func TestBootOddPaths(t *testing.T) {
 	if !strings.Contains(errs, "agent ready") {
 		t.Errorf("no agent ready line:\n%s", errs)
 	}
+}
+
+// cachedBusyboxRoot returns the path of the squashfs root holding the
+// host arch's bundled busybox, as boot uses it.
+func cachedBusyboxRoot(ctx context.Context) (string, error) {
+	a, err := bootfiles.For(kernel.Arch)
+	if err != nil {
+		return "", err
+	}
+	return bootfiles.BusyboxRoot(ctx, a)
 }
