@@ -170,7 +170,10 @@ type Config struct {
 	Arch string
 	// MemoryMiB is the guest's memory; default 256.
 	MemoryMiB int
-	// CPUs is the number of virtual CPUs; default 1.
+	// CPUs is the number of virtual CPUs; default 1. Under software
+	// emulation the vCPUs of an amd64 guest share one host thread: QEMU's
+	// thread per vCPU can run stale code after the guest kernel rewrites
+	// its own, and the guest panics (see the README's Accelerators).
 	CPUs int
 	// Shape is the machine shape; default ShapeMMIO.
 	Shape Shape

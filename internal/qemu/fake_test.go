@@ -66,7 +66,7 @@ func fakeQEMU(mode string, args []string) int {
 			}
 		}
 	}
-	hw := accel != TCG
+	hw := !strings.HasPrefix(accel, TCG)
 	switch {
 	case mode == "exit":
 		fmt.Fprintln(os.Stderr, "qemu-system-x86_64: -drive id=disk0,file=/nonexistent: Could not open '/nonexistent': No such file or directory")

@@ -223,6 +223,19 @@ func (c Config) Args(accel string) (string, []string, error) {
 			a = append(a, "-accel", "tcg", "-cpu", "max,pauth-impdef=on,sve=off")
 			break
 		}
+		if cpus > 1 {
+			// One host thread runs every vCPU. With a thread per vCPU,
+			// QEMU can go on running the old translation of code another
+			// vCPU has just rewritten, and the x86-64 kernel rewrites its
+			// own code live (static keys, alternatives): it then hits an
+			// int3 the patcher has already removed and panics ("Oops:
+			// int3", "Fatal exception in interrupt"): 1 boot in 80 of two
+			// vCPUs here. The arm64 kernel rewrites code either
+			// with every other CPU stopped or only where running the old
+			// instruction is harmless, so it keeps a thread per vCPU.
+			a = append(a, "-accel", "tcg,thread=single", "-cpu", "max")
+			break
+		}
 		a = append(a, "-accel", "tcg", "-cpu", "max")
 	default:
 		return "", nil, fmt.Errorf("qemu: unknown accelerator %q", accel)

@@ -182,3 +182,36 @@ func TestNoUARTDeviceTree(t *testing.T) {
 		t.Error("NoUARTDeviceTree on amd64 did not fail")
 	}
 }
+
+// Under software emulation an x86-64 guest of more than one vCPU runs
+// them on one host thread (QEMU's threaded TCG can run the old
+// translation of code the guest kernel rewrites live); one vCPU, an
+// arm64 guest and the hardware accelerators keep QEMU's default.
+func TestTCGThreading(t *testing.T) {
+	dir := t.TempDir()
+	bz := filepath.Join(dir, "bzImage")
+	if err := os.WriteFile(bz, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		arch  string
+		cpus  int
+		accel string
+		want  string
+	}{
+		{"amd64", 2, TCG, "tcg,thread=single"},
+		{"amd64", 8, TCG, "tcg,thread=single"},
+		{"amd64", 1, TCG, "tcg"},
+		{"amd64", 0, TCG, "tcg"},
+		{"arm64", 2, TCG, "tcg"},
+		{"amd64", 2, KVM, "kvm"},
+	} {
+		_, a, err := Config{Arch: tc.arch, CPUs: tc.cpus, Kernel: bz}.Args(tc.accel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := after(a, "-accel"); got != tc.want {
+			t.Errorf("%s, %d vCPUs, %s: -accel %q, want %q", tc.arch, tc.cpus, tc.accel, got, tc.want)
+		}
+	}
+}
