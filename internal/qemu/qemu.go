@@ -230,8 +230,8 @@ func (c Config) Args(accel string) (string, []string, error) {
 			// own code live (static keys, alternatives): it then hits an
 			// int3 the patcher has already removed and panics ("Oops:
 			// int3", "Fatal exception in interrupt"): 1 boot in 80 of two
-			// vCPUs here. The arm64 kernel rewrites code either
-			// with every other CPU stopped or only where running the old
+			// vCPUs here. The arm64 kernel rewrites code either with
+			// every other CPU stopped or only where running the old
 			// instruction is harmless, so it keeps a thread per vCPU.
 			a = append(a, "-accel", "tcg,thread=single", "-cpu", "max")
 			break
