@@ -21,6 +21,17 @@ func argsOf(t *testing.T, c Config) []string {
 	return a
 }
 
+// kernelFile writes content to a file named name in a temporary
+// directory, for the checks Args makes of the kernel it is given.
+func kernelFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // after returns the argument that follows flag in a, or "".
 func after(a []string, flag string) string {
 	if i := slices.Index(a, flag); i >= 0 && i+1 < len(a) {
@@ -33,9 +44,7 @@ func after(a []string, flag string) string {
 // line each shape gives QEMU: the boot tests prove the guest works on
 // them, this proves each shape is the machine it claims to be.
 func TestShapeArgs(t *testing.T) {
-	dir := t.TempDir()
-	elfKernel := filepath.Join(dir, "vmlinux")
-	os.WriteFile(elfKernel, []byte("\x7fELF\x02\x01\x01"), 0o644)
+	elfKernel := kernelFile(t, "vmlinux", "\x7fELF\x02\x01\x01")
 	base := Config{Kernel: elfKernel, Disks: []Disk{{Path: "root.img", ReadOnly: true}, {Path: "data.img"}},
 		AgentSocket: "/tmp/a.sock", Net: true, Append: []string{"x=1"}}
 	for _, c := range []struct {
@@ -115,9 +124,7 @@ func TestShapeArgs(t *testing.T) {
 }
 
 func TestShapeErrors(t *testing.T) {
-	dir := t.TempDir()
-	bz := filepath.Join(dir, "bzImage")
-	os.WriteFile(bz, []byte("MZ not an ELF"), 0o644)
+	bz := kernelFile(t, "bzImage", "MZ not an ELF")
 	if _, _, err := (Config{Arch: "amd64", Shape: ShapeFirecracker, Kernel: bz}).Args(TCG); err == nil || !strings.Contains(err.Error(), "not an ELF") {
 		t.Errorf("Firecracker shape with a bzImage: %v", err)
 	}
@@ -188,11 +195,7 @@ func TestNoUARTDeviceTree(t *testing.T) {
 // translation of code the guest kernel rewrites live); one vCPU, an
 // arm64 guest and the hardware accelerators keep QEMU's default.
 func TestTCGThreading(t *testing.T) {
-	dir := t.TempDir()
-	bz := filepath.Join(dir, "bzImage")
-	if err := os.WriteFile(bz, []byte("x"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	bz := kernelFile(t, "bzImage", "x")
 	for _, tc := range []struct {
 		arch  string
 		cpus  int
