@@ -137,7 +137,7 @@ func mergeEnv(base, over []string) []string {
 
 func cmdImages(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("images", "[-rm REF|DIGEST|all]", stderr)
-	rm := fs.String("rm", "", "remove the cached images converted from REF, of DIGEST (or a prefix of at least 12 hex digits), or all")
+	rm := fs.String("rm", "", "remove the cached images converted from REF or that tag REF last named, of DIGEST (or a prefix of at least 12 hex digits), or all")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -166,9 +166,13 @@ func cmdImages(args []string, stdout, stderr io.Writer) error {
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "REFERENCE\tARCH\tDIGEST\tSIZE\tROOT")
+	// A row for each reference that names an image, as docker images
+	// has a row for each tag.
 	for _, im := range imgs {
 		short := strings.TrimPrefix(im.Digest, "sha256:")
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f MB\t%s\n", im.Ref, im.Arch, short[:min(12, len(short))], float64(im.Size)/1e6, im.Root)
+		for _, ref := range append([]string{im.Ref}, im.Tags...) {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f MB\t%s\n", ref, im.Arch, short[:min(12, len(short))], float64(im.Size)/1e6, im.Root)
+		}
 	}
 	return tw.Flush()
 }

@@ -285,6 +285,76 @@ func TestPrepareCacheAndPull(t *testing.T) {
 	}
 }
 
+// One image under two tags, one of them through an index, is one cache
+// entry that List shows with both and that either tag removes; a tag
+// that moves to another image leaves the old one's Tags.
+func TestTagsOfOneImage(t *testing.T) {
+	needSqfstar(t)
+	ctx := context.Background()
+	reg := ocitest.NewRegistry()
+	defer reg.Close()
+	amd := layeredImage(t, "amd64")
+	idx, err := ocitest.Index(amd, layeredImage(t, "arm64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _, err := reg.Push("test/one", "v1", amd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, _, err := reg.Push("test/multi", "v2", idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	o := oci.Options{Arch: "amd64", Dir: dir}
+	a, err := oci.Prepare(ctx, first, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := oci.Prepare(ctx, second, o)
+	if err != nil || b.Converted || b.Root != a.Root {
+		t.Fatalf("second tag: %+v, %v; want the cached root", b, err)
+	}
+	imgs, err := oci.List(dir)
+	if err != nil || len(imgs) != 1 || imgs[0].Ref != first || !slices.Equal(imgs[0].Tags, []string{second}) {
+		t.Fatalf("List: %+v, %v; want one image from %s, also tagged %s", imgs, err, first, second)
+	}
+
+	// Either tag removes the image.
+	if n, err := oci.Remove(dir, second); err != nil || n != 1 {
+		t.Errorf("Remove(%s): %d, %v; want 1", second, n, err)
+	}
+	if imgs, _ := oci.List(dir); len(imgs) != 0 {
+		t.Errorf("after Remove(%s): %+v, want none", second, imgs)
+	}
+
+	// The second tag moves to another image: it names the first no more.
+	if _, err := oci.Prepare(ctx, first, o); err != nil {
+		t.Fatal(err)
+	}
+	other, err := mutate.Config(amd, v1.Config{Env: []string{"OTHER=1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := reg.Push("test/multi", "v2", other); err != nil {
+		t.Fatal(err)
+	}
+	o.Pull = oci.PullAlways
+	if c, err := oci.Prepare(ctx, second, o); err != nil || !c.Converted {
+		t.Fatalf("the moved tag: %+v, %v; want a new conversion", c, err)
+	}
+	imgs, _ = oci.List(dir)
+	if len(imgs) != 2 {
+		t.Fatalf("after the tag moved: %+v, want 2 images", imgs)
+	}
+	for _, c := range imgs {
+		if len(c.Tags) != 0 {
+			t.Errorf("%s: tags %q, want none besides its own", c.Ref, c.Tags)
+		}
+	}
+}
+
 // noEntries fails if dir holds any file but ref records.
 func noEntries(t *testing.T, dir string) {
 	t.Helper()
